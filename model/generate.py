@@ -1,0 +1,87 @@
+"""Prefill, decode and a plain generation loop, as small functions over a Transformer.
+
+The service's engine calls `prefill` and `decode` itself (it schedules many sequences);
+`generate` is the one-sequence loop for scripts and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .kv_cache import KVCache
+from .sampling import SamplingParams, make_generator, select_tokens
+from .transformer import Transformer
+
+
+def prefill(model: Transformer, prompts: Sequence[Sequence[int]], cache: KVCache, first_slot: int = 0,
+            start: Sequence[int] | None = None) -> Tensor:
+    """Run prompts (or prompt chunks) into cache slots first_slot.. and return each one's last logits (B, V).
+
+    Chunks are right-padded into one batch; `start[i]` is the position of chunk i's first token
+    (0 for a whole prompt, the cached length for a later chunk).
+    """
+    device = cache.k.device
+    lengths = [len(p) for p in prompts]
+    starts = list(start) if start is not None else [0] * len(prompts)
+    T = max(lengths)
+    idx = torch.zeros(len(prompts), T, dtype=torch.long)
+    for row, p in enumerate(prompts):
+        idx[row, : len(p)] = torch.tensor(p, dtype=torch.long)
+    # Padding continues each row's positions; its keys land past the row's end and stay masked.
+    positions = torch.tensor(starts).unsqueeze(1) + torch.arange(T).unsqueeze(0)
+    kv_len = max(s + T for s in starts)
+    view = cache.view(slice(first_slot, first_slot + len(prompts)), kv_len)
+    out = model(idx.to(device), positions.to(device), cache=view)
+    last = torch.tensor(lengths, device=device) - 1
+    hidden = out.hidden[torch.arange(len(prompts), device=device), last]  # (B, C)
+    return model.logits(hidden)
+
+
+def decode(model: Transformer, tokens: Tensor, positions: Tensor, cache: KVCache, kv_len: int,
+           first_slot: int = 0) -> Tensor:
+    """One step for a batch of running sequences: tokens (B,) at positions (B,) -> logits (B, V).
+
+    kv_len is max(positions) + 1, passed in by the caller (who knows it) to avoid a device sync.
+    """
+    view = cache.view(slice(first_slot, first_slot + tokens.shape[0]), kv_len)
+    out = model(tokens.unsqueeze(1), positions.unsqueeze(1), cache=view)
+    return model.logits(out.hidden[:, -1])
+
+
+@torch.inference_mode()
+def generate(model: Transformer, prompt: Sequence[int], max_new_tokens: int,
+             params: SamplingParams | None = None, eos_token_id: int | None = None) -> list[int]:
+    """Generate up to max_new_tokens after `prompt` (stops after EOS). Returns the new ids."""
+    params = params or SamplingParams()
+    device = next(model.parameters()).device
+    total = len(prompt) + max_new_tokens
+    if total > model.cfg.max_seq_len:
+        raise ValueError(f"prompt ({len(prompt)}) + max_new_tokens ({max_new_tokens}) exceeds the "
+                         f"model's context of {model.cfg.max_seq_len} tokens")
+    cache = model.new_cache(1, total)
+    generator = make_generator(params.seed, device) if params.do_sample else None
+    seen = torch.tensor(list(prompt), device=device)
+    logits = prefill(model, [prompt], cache)
+    out: list[int] = []
+    for step in range(max_new_tokens):
+        token = select_tokens(logits, [params], [generator], [seen])
+        out.append(int(token[0]))
+        if out[-1] == eos_token_id or step == max_new_tokens - 1:
+            break
+        seen = torch.cat([seen, token])
+        pos = len(prompt) + step
+        logits = decode(model, token, torch.tensor([pos], device=device), cache, pos + 1)
+    return out
+
+
+def find_stop(text: str, stops: Sequence[str], new_from: int = 0) -> int | None:
+    """Index in `text` where the earliest stop string begins, searching only where it could be new."""
+    best: int | None = None
+    for stop in stops:
+        at = text.find(stop, max(0, new_from - len(stop) + 1))
+        if at != -1 and (best is None or at < best):
+            best = at
+    return best
