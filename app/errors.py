@@ -66,6 +66,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. invalid UTF-8): one status for all
+            return JSONResponse(error_body(f"malformed request body: {exc.detail}", "validation"), status_code=422)
         kind = "not_found" if exc.status_code in (404, 405) else "validation"
         return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))

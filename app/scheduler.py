@@ -197,6 +197,11 @@ class Scheduler:
         self._batch.sequences = kept
         self._waiting = deque(w for w in self._waiting if w.request.id not in self._aborts)
         self._aborts.clear()
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self.metrics.running.set(len(self._batch))
+        self.metrics.kv_usage.set(self.engine.kv_usage(self._batch))
 
     def _expire(self) -> None:
         """Requests past their deadline get one last token, with finish_reason 'time_limit'."""
@@ -274,13 +279,13 @@ class Scheduler:
             logger.exception("engine step failed; failing its %d requests", len(batch))
             self._fail(batch.sequences, f"generation failed: {exc}")
             self._batch = Batch(prefill_budget=self.limits.max_batch_prefill_tokens)
+            self._update_gauges()
             return
         finally:
             self._step_started = None
         self.metrics.observe_batch(len(batch), tokens)
         self._batch = next_batch
-        self.metrics.running.set(len(self._batch))
-        self.metrics.kv_usage.set(self.engine.kv_usage(self._batch))
+        self._update_gauges()
         self._deliver(outputs)
 
     def _retry_smaller(self, batch: Batch) -> tuple[list[StepOutput], Batch]:
