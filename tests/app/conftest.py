@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +33,7 @@ Namespaces are one honking great idea -- let's do more of those!
 CORPUS = ZEN * 4 + "Ünïcödé テキスト 😀 emoji 🎉 and more.\n" * 8
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
+def build_tiny_model(folder: Path, seed: int = 0, **overrides: Any) -> Path:
     """A random-initialised tiny decoder with a real BPE tokenizer, saved as a model folder."""
     corpus = folder / "corpus.txt"
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,7 +41,8 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     backend = train_bpe([str(corpus)], 400, ["<|endoftext|>"])
     eos = backend.token_to_id("<|endoftext|>")
     torch.manual_seed(seed)
-    cfg = PRESETS["tiny"].replace(vocab_size=backend.get_vocab_size(), eos_token_id=eos, bos_token_id=eos)
+    cfg = PRESETS["tiny"].replace(vocab_size=backend.get_vocab_size(), eos_token_id=eos, bos_token_id=eos,
+                                  **overrides)
     model = Transformer(cfg)
     with torch.no_grad():  # sharper logits than N(0, 0.02) gives: greedy choices far from ties
         model.tok_emb.weight.mul_(20)
