@@ -65,8 +65,12 @@ async def _whole(service: Service, req: GenerationRequest, input_length: int, bo
     outputs = service.stream(req)
     gen = await until_disconnected(request, service.collect(req, outputs, input_length))
     request.state.log_fields = {"prompt_tokens": input_length, "generated_tokens": len(gen.tokens),
-                                "finish_reason": gen.finish_reason}
+                                "finish_reason": gen.finish_reason, **_prompt_field(service, body)}
     return service.tgi_response(gen, body)
+
+
+def _prompt_field(service: Service, body: GenerateRequest) -> dict[str, str]:
+    return {"prompt": body.inputs} if service.settings.log_prompts else {}
 
 
 async def until_disconnected(request: Request, work: Awaitable[T], poll_s: float = 0.2) -> T:
@@ -88,7 +92,7 @@ def sse(service: Service, req: GenerationRequest, input_length: int, body: Gener
         request: Request) -> StreamingResponse:
     outputs = service.stream(req)  # queued before the 200 goes out: a full queue is still a 429
     keepalive = service.settings.stream_keepalive_s
-    request.state.log_fields = {"prompt_tokens": input_length, "stream": True}
+    request.state.log_fields = {"prompt_tokens": input_length, "stream": True, **_prompt_field(service, body)}
 
     async def events() -> AsyncIterator[str]:
         index = 0
