@@ -27,6 +27,7 @@ class ModelConfig:
     d_ff: int = 1024  # hidden width of the feed-forward network, classically 4 * d_model
     causal: bool = True  # decoder (generation) when True, encoder (embeddings) when False
     pos_encoding: PosEncoding = "sinusoidal"
+    scale_embeddings: bool = False  # multiply token embeddings by sqrt(d_model), as the paper does
     activation: Activation = "relu"
     norm_position: NormPosition = "pre"  # "pre": x + f(LN(x)) (GPT-2); "post": LN(x + f(x)) (the paper, BERT)
     final_norm: bool = True  # a LayerNorm after the last block (pre-LN models need it)
@@ -72,8 +73,10 @@ PRESETS: dict[str, ModelConfig] = {
     # For tests: builds and runs in milliseconds.
     "tiny": ModelConfig(vocab_size=512, max_seq_len=128, d_model=64, n_layers=2, n_heads=4, d_ff=256),
     # The built-in default model's shape (trained on Tiny Shakespeare on a 2-core CPU).
+    # The paper's embedding scale keeps the sinusoids from drowning the small initial token vectors.
     "shakespeare": ModelConfig(
-        vocab_size=2048, max_seq_len=256, d_model=256, n_layers=6, n_heads=8, d_ff=1024, dropout=0.1
+        vocab_size=2048, max_seq_len=256, d_model=256, n_layers=6, n_heads=8, d_ff=1024, dropout=0.1,
+        scale_embeddings=True,
     ),
     # GPT-2 small's shape (124M parameters) in the seed's own architecture.
     "gpt2-small": ModelConfig(

@@ -17,37 +17,42 @@ from .transformer import Transformer
 
 
 def prefill(model: Transformer, prompts: Sequence[Sequence[int]], cache: KVCache, first_slot: int = 0,
-            start: Sequence[int] | None = None) -> Tensor:
-    """Run prompts (or prompt chunks) into cache slots first_slot.. and return each one's last logits (B, V).
+            start: Sequence[int] | None = None, slots: Sequence[int] | None = None) -> Tensor:
+    """Run prompts (or prompt chunks) into cache slots and return each one's last logits (B, V).
+
+    The slots are first_slot, first_slot + 1, ... unless given explicitly.
 
     Chunks are right-padded into one batch; `start[i]` is the position of chunk i's first token
     (0 for a whole prompt, the cached length for a later chunk).
     """
     device = cache.k.device
     lengths = [len(p) for p in prompts]
+    if min(lengths) == 0:
+        raise ValueError("prefill needs at least one token in every prompt (chunk)")
     starts = list(start) if start is not None else [0] * len(prompts)
     T = max(lengths)
-    idx = torch.zeros(len(prompts), T, dtype=torch.long)
-    for row, p in enumerate(prompts):
-        idx[row, : len(p)] = torch.tensor(p, dtype=torch.long)
-    # Padding continues each row's positions; its keys land past the row's end and stay masked.
-    positions = torch.tensor(starts).unsqueeze(1) + torch.arange(T).unsqueeze(0)
-    kv_len = max(s + T for s in starts)
-    view = cache.view(slice(first_slot, first_slot + len(prompts)), kv_len)
-    out = model(idx.to(device), positions.to(device), cache=view)
+    # Padding repeats each row's last token at its last position: it recomputes that token's own
+    # keys and values, so its cache writes are harmless. Padding at later positions would run past
+    # the cache (and the position table) when a short late chunk shares a batch with a long one.
+    idx = torch.tensor([[*p, *[p[-1]] * (T - len(p))] for p in prompts], dtype=torch.long)
+    offsets = torch.minimum(torch.arange(T).unsqueeze(0), torch.tensor(lengths).unsqueeze(1) - 1)  # (B, T)
+    positions = torch.tensor(starts).unsqueeze(1) + offsets
+    kv_len = max(s + n for s, n in zip(starts, lengths, strict=True))
+    rows = slots if slots is not None else slice(first_slot, first_slot + len(prompts))
+    out = model(idx.to(device), positions.to(device), cache=cache.view(rows, kv_len))
     last = torch.tensor(lengths, device=device) - 1
     hidden = out.hidden[torch.arange(len(prompts), device=device), last]  # (B, C)
     return model.logits(hidden)
 
 
 def decode(model: Transformer, tokens: Tensor, positions: Tensor, cache: KVCache, kv_len: int,
-           first_slot: int = 0) -> Tensor:
+           first_slot: int = 0, slots: Sequence[int] | None = None) -> Tensor:
     """One step for a batch of running sequences: tokens (B,) at positions (B,) -> logits (B, V).
 
     kv_len is max(positions) + 1, passed in by the caller (who knows it) to avoid a device sync.
     """
-    view = cache.view(slice(first_slot, first_slot + tokens.shape[0]), kv_len)
-    out = model(tokens.unsqueeze(1), positions.unsqueeze(1), cache=view)
+    rows = slots if slots is not None else slice(first_slot, first_slot + tokens.shape[0])
+    out = model(tokens.unsqueeze(1), positions.unsqueeze(1), cache=cache.view(rows, kv_len))
     return model.logits(out.hidden[:, -1])
 
 

@@ -2,12 +2,14 @@
 
 Each running sequence owns one slot (a row of the cache); its keys and values are
 stored at their absolute positions, so sequences of different lengths share a
-batch without left padding. A batch is always a contiguous range of slots, which
-keeps the per-step view a zero-copy slice (the engine keeps its slots compact).
+batch without left padding. A batch that is a contiguous range of slots reads the
+cache as a zero-copy slice (so the engine keeps its slots compact); any other set
+of slots is gathered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,11 +31,16 @@ class KVCache:
     def max_seq_len(self) -> int:
         return self.k.shape[3]
 
-    def view(self, rows: slice, kv_len: int) -> CacheView:
+    def view(self, rows: slice | Sequence[int], kv_len: int) -> CacheView:
         """The slots `rows`, attending over the first `kv_len` positions after this step's write."""
         if kv_len > self.max_seq_len:
             raise ValueError(f"kv_len {kv_len} exceeds the cache's {self.max_seq_len} positions")
-        return CacheView(self, rows, kv_len)
+        if not isinstance(rows, slice):
+            rows = list(rows)
+            if rows == list(range(rows[0], rows[0] + len(rows))):
+                rows = slice(rows[0], rows[0] + len(rows))
+        slots = (torch.arange(rows.start, rows.stop) if isinstance(rows, slice) else torch.tensor(rows))
+        return CacheView(self, rows, kv_len, slots.to(self.k.device))
 
     def move_slot(self, src: int, dst: int, length: int) -> None:
         """Copy a sequence's first `length` positions to another slot (to keep slots compact)."""
@@ -47,15 +54,16 @@ class KVCache:
 @dataclass(frozen=True)
 class CacheView:
     cache: KVCache
-    rows: slice
+    rows: slice | list[int]
     kv_len: int
+    slots: Tensor  # (B,) the cache row of each batch row
 
     def update(self, layer: int, positions: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write this step's keys/values at `positions` (B, T); return the visible past (B, nh, S, hs)."""
-        k_rows = self.cache.k[layer, self.rows]  # (B, nh, S_max, hs), a view
-        v_rows = self.cache.v[layer, self.rows]
-        batch = torch.arange(k.shape[0], device=k.device).unsqueeze(1).expand_as(positions)  # (B, T)
+        k_all, v_all = self.cache.k[layer], self.cache.v[layer]  # (max_batch, nh, S_max, hs)
+        slots = self.slots.unsqueeze(1).expand_as(positions)  # (B, T)
         # Advanced indices on dims 0 and 2 put (B, T) first: the values are (B, T, nh, hs).
-        k_rows[batch, :, positions] = k.transpose(1, 2).to(k_rows.dtype)
-        v_rows[batch, :, positions] = v.transpose(1, 2).to(v_rows.dtype)
-        return k_rows[:, :, : self.kv_len], v_rows[:, :, : self.kv_len]
+        k_all[slots, :, positions] = k.transpose(1, 2)
+        v_all[slots, :, positions] = v.transpose(1, 2)
+        rows = self.rows if isinstance(self.rows, slice) else self.slots
+        return k_all[rows, :, : self.kv_len], v_all[rows, :, : self.kv_len]

@@ -5,6 +5,7 @@ The same class is a causal decoder (`cfg.causal`) or a bidirectional encoder.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -52,7 +53,10 @@ class Transformer(nn.Module):
         B, T = idx.shape
         if positions is None:
             positions = torch.arange(T, device=idx.device).expand(B, T)
-        x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, C)
+        tokens = self.tok_emb(idx)  # (B, T, C)
+        if self.cfg.scale_embeddings:
+            tokens = tokens * math.sqrt(self.cfg.d_model)
+        x = tokens + self.pos_emb(positions)
         if self.type_emb is not None:  # single-segment input: every token is type 0
             x = x + self.type_emb.weight[0]
         if self.emb_norm is not None:
