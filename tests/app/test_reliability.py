@@ -146,3 +146,13 @@ def test_deadline_ends_generation_with_time_limit(model_dir: Path, timeout_s: fl
         assert r.status_code == 200
         details = r.json()["details"]
         assert details["finish_reason"] == "time_limit" and details["generated_tokens"] < 100
+
+
+def test_cors_off_by_default_and_configurable(model_dir: Path) -> None:
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    with TestClient(create_app(make_settings(model_dir))) as client:
+        r = client.options("/generate", headers=preflight)
+        assert "access-control-allow-origin" not in r.headers
+    with TestClient(create_app(make_settings(model_dir, cors_origins=["https://app.example"]))) as client:
+        r = client.options("/generate", headers=preflight)
+        assert r.headers["access-control-allow-origin"] == "https://app.example"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
 
-from .conftest import LiveServer
+from app.main import create_app
+
+from .conftest import LiveServer, make_settings
 
 
 def stream_events(live: LiveServer, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -57,3 +61,14 @@ def test_stream_validation_error_is_plain_422(live: LiveServer) -> None:
     r = httpx.post(live.url + "/generate_stream", json={"inputs": "", "parameters": {}})
     assert r.status_code == 422
     assert r.json()["error_type"] == "validation"
+
+
+def test_keepalive_comments_during_long_gaps(model_dir: Path) -> None:
+    with LiveServer(create_app(make_settings(model_dir, stream_keepalive_s=0.05))) as server:
+        server.app.state.attnserve.scheduler.fault_injector = lambda: time.sleep(0.2)  # slow steps
+        body = {"inputs": "Flat", "parameters": {"max_new_tokens": 3, "ignore_eos": True}}
+        with httpx.stream("POST", server.url + "/generate_stream", json=body, timeout=30) as r:
+            lines = [line for line in r.iter_lines() if line]
+        assert any(line.startswith(":") for line in lines)
+        data = [json.loads(line[5:]) for line in lines if line.startswith("data:")]
+        assert len(data) == 3 and data[-1]["details"]["finish_reason"] == "length"
