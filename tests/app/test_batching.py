@@ -95,3 +95,12 @@ def test_full_queue_answers_429_with_retry_after(model_dir: Path) -> None:
                 assert r.json()["error_type"] == "overloaded"
             else:
                 assert r.json()["generated_text"]
+
+
+def test_chunked_prefill_gives_the_same_tokens(live: LiveServer, model_dir: Path) -> None:
+    bodies = [{"inputs": p, "parameters": {"max_new_tokens": 6, "ignore_eos": True}} for p in PROMPTS[::4]]
+    expected = asyncio.run(generate_all(live.url, bodies))
+    # Prompts of up to ~100 tokens prefilled 16 tokens per step, interleaved with decoding.
+    with LiveServer(create_app(make_settings(model_dir, max_batch_prefill_tokens=16))) as server:
+        chunked = asyncio.run(generate_all(server.url, bodies))
+    assert [r["generated_text"] for r in chunked] == [r["generated_text"] for r in expected]
