@@ -48,6 +48,7 @@ def save_checkpoint(model: Transformer, tokenizer: Tokenizer | None, path: str |
     if model.cfg.tie_embeddings:
         state.pop("lm_head.weight", None)
     save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    (path / "model.safetensors").chmod(0o644)  # safetensors writes 600: unreadable to a container's user
     config = {"model_type": MODEL_TYPE, **model.cfg.to_dict(), **(extra or {})}
     (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     if tokenizer is not None:
