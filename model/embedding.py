@@ -33,6 +33,8 @@ def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
 class SinusoidalPositions(nn.Module):
     """Fixed sinusoidal encodings, looked up by each token's own position."""
 
+    table: Tensor
+
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
         # Not saved in checkpoints: it is a function of the config, rebuilt on load.

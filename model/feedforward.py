@@ -26,4 +26,5 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, C)
-        return self.dropout(self.fc_out(self.act(self.fc_in(x))))
+        y: Tensor = self.dropout(self.fc_out(self.act(self.fc_in(x))))
+        return y

@@ -29,13 +29,18 @@ def _activation(name: str, where: str) -> Any:
 
 
 def gpt2_config(hf: dict[str, Any]) -> ModelConfig:
+    for flag, supported in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                            ("reorder_and_upcast_attn", False)):
+        if hf.get(flag, supported) != supported:
+            raise CheckpointError(f"config.json: {flag}={hf[flag]!r} is not supported")
     d = int(hf["n_embd"])
     return ModelConfig(
         vocab_size=int(hf["vocab_size"]), max_seq_len=int(hf["n_positions"]), d_model=d,
         n_layers=int(hf["n_layer"]), n_heads=int(hf["n_head"]), d_ff=int(hf.get("n_inner") or 4 * d),
         causal=True, pos_encoding="learned",
         activation=_activation(hf.get("activation_function", "gelu_new"), "config.json activation_function"),
-        norm_position="pre", final_norm=True, tie_embeddings=True, norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+        norm_position="pre", final_norm=True, tie_embeddings=True,
+        norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
         pooling="mean", bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
     )
 
@@ -64,8 +69,10 @@ def bert_config(hf: dict[str, Any], folder: Path) -> ModelConfig:
         vocab_size=int(hf["vocab_size"]), max_seq_len=int(hf["max_position_embeddings"]),
         d_model=int(hf["hidden_size"]), n_layers=int(hf["num_hidden_layers"]),
         n_heads=int(hf["num_attention_heads"]), d_ff=int(hf["intermediate_size"]), causal=False,
-        pos_encoding="learned", activation=_activation(hf.get("hidden_act", "gelu"), "config.json hidden_act"),
-        norm_position="post", final_norm=False, embed_norm=True, type_vocab_size=int(hf.get("type_vocab_size", 2)),
+        pos_encoding="learned",
+        activation=_activation(hf.get("hidden_act", "gelu"), "config.json hidden_act"),
+        norm_position="post", final_norm=False, embed_norm=True,
+        type_vocab_size=int(hf.get("type_vocab_size", 2)),
         tie_embeddings=False, lm_head=False, norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
         pooling=pooling, normalize_embeddings=normalize, pad_token_id=hf.get("pad_token_id"),
     )

@@ -9,6 +9,8 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors
 
+GPT2_EOS = "<|endoftext|>"
+
 
 @dataclass(frozen=True)
 class Encoding:
@@ -37,6 +39,10 @@ class Tokenizer:
             backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
             backend.decoder = decoders.ByteLevel()
             backend.post_processor = processors.ByteLevel(trim_offsets=False)
+            # GPT-2's one special token (its BOS, EOS and UNK), registered as transformers does:
+            # matched whole in the text, skipped when decoding, reported by is_special.
+            if backend.token_to_id(GPT2_EOS) is not None:
+                backend.add_special_tokens([GPT2_EOS])
         elif (path / "vocab.txt").is_file():
             backend = _wordpiece(path)
         else:
@@ -101,8 +107,9 @@ class IncrementalDecoder:
 
     def flush(self) -> str:
         """Whatever is still held back at the end of the stream (a dangling partial character)."""
-        prefix = self.tokenizer.decode(self.ids[self.prefix_offset:self.read_offset], self.skip_special_tokens)
-        text = self.tokenizer.decode(self.ids[self.prefix_offset:], self.skip_special_tokens)
+        decode = self.tokenizer.decode
+        prefix = decode(self.ids[self.prefix_offset:self.read_offset], self.skip_special_tokens)
+        text = decode(self.ids[self.prefix_offset:], self.skip_special_tokens)
         self.prefix_offset = self.read_offset = len(self.ids)
         return text[len(prefix):]
 
@@ -129,6 +136,10 @@ def _wordpiece(path: Path) -> HFTokenizer:
     tok.normalizer = normalizers.BertNormalizer(lowercase=lower)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
+    # Register BERT's specials, as its tokenizer.json does: then they are skipped when decoding,
+    # reported by is_special, and matched whole in the text instead of split into word pieces.
+    specials = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+    tok.add_special_tokens([t for t in specials if tok.token_to_id(t) is not None])
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import PRESETS, ModelConfig
+from .config import PRESETS
 from .device import resolve_device
 from .tokenizer import Tokenizer, train_bpe
 from .transformer import Transformer
@@ -66,7 +66,8 @@ def loss_on(model: Transformer, x: Tensor, y: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
-def evaluate_text(model: Transformer, tokenizer: Tokenizer, text: str, device: torch.device) -> dict[str, float]:
+def evaluate_text(model: Transformer, tokenizer: Tokenizer, text: str,
+                  device: torch.device) -> dict[str, float]:
     """Held-out loss over a whole text: nats per token and per character.
 
     Windows of the model's context overlap by half; each token is scored once, with at
@@ -189,14 +190,14 @@ def main(argv: list[str] | None = None) -> None:
         with autocast:
             loss = loss_on(model, x.to(device), y.to(device))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         step += 1
         elapsed = time.perf_counter() - t0
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{bar.n * tokens_per_step / max(elapsed, 1e-9):.0f}",
-                        refresh=False)
+        tok_s = bar.n * tokens_per_step / max(elapsed, 1e-9)
+        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tok_s:.0f}", refresh=False)
         if step % args.eval_interval == 0 or step == args.steps:
             v = val_loss()
             logger.info("step %d: train loss %.4f, val loss %.4f nats/token (%.4f nats/char), lr %.2e",

@@ -91,7 +91,8 @@ class Transformer(nn.Module):
         """Vocabulary logits (..., V); apply softmax for probabilities."""
         if self.lm_head is None:
             raise ValueError("this model has no vocabulary head (an encoder loaded for embeddings)")
-        return self.lm_head(hidden)
+        logits: Tensor = self.lm_head(hidden)
+        return logits
 
     def new_cache(self, max_batch: int, max_seq_len: int | None = None) -> KVCache:
         p = next(self.parameters())

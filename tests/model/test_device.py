@@ -1,0 +1,37 @@
+"""Device and dtype defaults."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model import dtype_name, resolve_device, resolve_dtype
+
+
+def test_auto_device() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    for name in (None, "", "auto"):
+        assert resolve_device(name).type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda() -> None:
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+def test_dtypes() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_dtype(None, cpu) == resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("bf16", cpu) == resolve_dtype("bfloat16", cpu) == torch.bfloat16
+    assert resolve_dtype("fp16", cpu) == torch.float16 and resolve_dtype("float32", cpu) == torch.float32
+    with pytest.raises(ValueError, match="unknown dtype 'int8'"):
+        resolve_dtype("int8", cpu)
+    assert dtype_name(torch.bfloat16) == "bfloat16"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
+def test_auto_dtype_on_cuda_is_half_precision() -> None:
+    assert resolve_dtype(None, torch.device("cuda")) in (torch.bfloat16, torch.float16)
