@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 
 from .errors import ApiError
 from .service import Service
@@ -29,6 +30,11 @@ def get_service(state: StateDep) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+# Declares the Bearer scheme in /openapi.json (apps with keys add it to the protected routes); checks nothing:
+# require_api_key does, with the common error body.
+bearer_scheme = HTTPBearer(auto_error=False, description="One of the keys in ATTNSERVE_API_KEY / _FILE")
 
 
 def require_api_key(request: Request, state: StateDep) -> None:

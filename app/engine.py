@@ -38,7 +38,7 @@ class GenerationRequest:
     id: str
     prompt_ids: list[int]
     max_new_tokens: int
-    params: SamplingParams = SamplingParams()
+    params: SamplingParams = field(default_factory=SamplingParams)
     stop: tuple[str, ...] = ()
     top_n_tokens: int = 0
     prefill_details: bool = False  # log-probabilities of the prompt tokens
@@ -186,8 +186,6 @@ class Engine:
             last = torch.tensor([s.generated[-1] for s in decoding], device=self.device)
             logits.append(decode_step(self.model, last, torch.tensor(positions, device=self.device), self.cache,
                                       max(positions) + 1, slots=[s.slot for s in decoding]))
-            for s in decoding:
-                s.cached_len += 1
             rows += decoding
         chunks, budget = [], batch.prefill_budget
         for s in batch.sequences:
@@ -199,11 +197,15 @@ class Engine:
             out = prefill(self.model, [s.prompt[start:start + n] for s, start, n in chunks], self.cache,
                           start=[start for _, start, _ in chunks], slots=[s.slot for s, _, _ in chunks])
             done = [i for i, (s, start, n) in enumerate(chunks) if start + n == len(s.prompt)]
-            for s, _, n in chunks:
-                s.cached_len += n
             if done:
                 logits.append(out[torch.tensor(done, device=self.device)])
                 rows += [chunks[i][0] for i in done]
+        # Only now that every forward succeeded: a failed step (e.g. out of memory) leaves the
+        # sequences as they were, so a retry recomputes exactly this step.
+        for s in decoding:
+            s.cached_len += 1
+        for s, _, n in chunks:
+            s.cached_len += n
         return rows, logits
 
     def _seen(self, seq: Sequence) -> torch.Tensor:

@@ -74,6 +74,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key (only when keys are configured)",
+          "content": {"application/json": {"example": error_body(
+              "missing or invalid API key (send Authorization: Bearer <key>)", "unauthorized")}}},
+    413: {"model": ErrorResponse, "description": "Request body over `max_body_bytes`",
+          "content": {"application/json": {"example": error_body(
+              "request body is over the 2000000-byte limit", "validation")}}},
     422: {"model": ErrorResponse, "description": "Validation error: the message names the field",
           "content": {"application/json": {"example": error_body("`parameters.top_p`: Input should be less "
                                                                   "than or equal to 1", "validation")}}},

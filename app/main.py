@@ -9,18 +9,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import torch
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Security
 from fastapi.middleware.cors import CORSMiddleware
 
 from model import LoadedModel, load_checkpoint, resolve_device, resolve_dtype
 
 from . import __version__
 from .config import Settings, get_settings
-from .deps import require_api_key
+from .deps import bearer_scheme, require_api_key
 from .engine import Engine
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import ServingMiddleware
+from .openai.errors import install_openai_error_handlers
+from .openai.router import router as openai_router
 from .routes import attention, embed, generate, health, tokenize
 from .scheduler import Limits, Scheduler
 from .service import Service
@@ -83,8 +85,11 @@ def create_app(settings: Settings | None = None, loaded: LoadedModel | None = No
                               "and attention maps from one PyTorch transformer.")
     app.state.attnserve = state
     install_error_handlers(app)
+    install_openai_error_handlers(app)  # wraps the native handlers: /v1 paths answer in OpenAI's shape
     protected = [Depends(require_api_key)]
-    for router in (generate.router, embed.router, attention.router, tokenize.router):
+    if state.api_keys:  # document the Bearer scheme only when it is enforced
+        protected.append(Security(bearer_scheme))
+    for router in (generate.router, embed.router, attention.router, tokenize.router, openai_router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
     app.include_router(health.info_router, dependencies=protected)

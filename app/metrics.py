@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 # The *_created series double the scrape size and no dashboard uses them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0)
 TOKEN_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5)
@@ -19,8 +19,9 @@ class Metrics:
         r = self.registry
         self.requests = Counter("attnserve_requests", "HTTP requests by endpoint and status code",
                                 ["endpoint", "status"], registry=r)
-        self.request_duration = Histogram("attnserve_request_duration_seconds", "Request duration, arrival to last byte",
-                                          ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.request_duration = Histogram("attnserve_request_duration_seconds",
+                                          "Request duration, arrival to last byte", ["endpoint"],
+                                          buckets=LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram("attnserve_time_to_first_token_seconds", "Arrival to first generated token",
                               buckets=LATENCY_BUCKETS, registry=r)
         self.itl = Histogram("attnserve_inter_token_latency_seconds", "Time between consecutive tokens of a stream",

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_body
+from .openai.errors import is_openai_path, openai_error_body
 from .state import AppState
 
 logger = logging.getLogger("attnserve.access")
@@ -44,16 +45,16 @@ class ServingMiddleware:
             await self.app(scope, receive, send_wrapper)
             return
         if self.state.draining:
-            await _reply(send_wrapper, 503, error_body("the server is draining for shutdown", "unhealthy"),
-                         {"retry-after": "5"})
+            await _reply(send_wrapper, 503, _error(path, 503, "the server is draining for shutdown",
+                                                   "unhealthy"), {"retry-after": "5"})
             self._record(scope, path, 503, start, request_id)
             return
         body, too_large = await _read_body(receive, self.state.settings.max_body_bytes,
                                            _header(scope, b"content-length"))
         if too_large:
             limit = self.state.settings.max_body_bytes
-            await _reply(send_wrapper, 413, error_body(f"request body is over the {limit}-byte limit",
-                                                       "validation"))
+            await _reply(send_wrapper, 413, _error(path, 413, f"request body is over the {limit}-byte limit",
+                                                   "validation"))
             self._record(scope, path, 413, start, request_id)
             return
         self.state.in_flight += 1
@@ -73,6 +74,13 @@ class ServingMiddleware:
         logger.info("request", extra={"fields": {
             "request_id": request_id, "method": scope["method"], "path": path, "status": status,
             "duration_ms": round(elapsed * 1000, 2), **scope.get("state", {}).get("log_fields", {})}})
+
+
+def _error(path: str, status: int, message: str, error_type: str) -> dict[str, Any]:
+    """The native error body, or OpenAI's on its /v1 routes."""
+    if is_openai_path(path):
+        return openai_error_body(status, message)
+    return error_body(message, error_type)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from model import SamplingParams
 
@@ -269,7 +270,7 @@ class Service:
         return AttentionResponse(
             tokens=self.spans(body.inputs, add_special_tokens=True), num_layers=cfg.n_layers,
             num_heads=cfg.n_heads, causal=cfg.causal, layers=layers,
-            heads=heads if body.aggregate == "none" else heads, aggregate=body.aggregate, attentions=weights[0])
+            heads=heads, aggregate=body.aggregate, attentions=weights[0])
 
     @staticmethod
     def _indices(chosen: list[int] | None, count: int, name: str) -> list[int]:
@@ -289,11 +290,11 @@ class Service:
         return [TokenSpan(id=i, text=text[a:b] if b > a else self.tokenizer.token_text(i), start=a, stop=b)
                 for i, (a, b) in zip(enc.ids, enc.offsets, strict=True)]
 
-    async def _run_job(self, job: Job) -> list[object]:
+    async def _run_job(self, job: Job) -> list[Any]:
         self.scheduler.submit_job(job)
         self.metrics.prompt_tokens.inc(job.tokens)
         try:
-            result: list[object] = await asyncio.wrap_future(job.future)
+            result: list[Any] = await asyncio.wrap_future(job.future)
         except Exception as exc:
             raise GenerationFailed(f"{job.kind} failed: {exc}") from exc
         return result

@@ -9,23 +9,52 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
 
 from ..deps import ServiceDep
 from ..engine import GenerationRequest, StepOutput
 from ..errors import ERROR_RESPONSES, ApiError
-from ..schemas import GenerateRequest, GenerateResponse, StreamResponse
+from ..schemas import ErrorResponse, GenerateRequest, GenerateResponse, StreamResponse
 from ..service import GenerationFailed, Service
 
 router = APIRouter(tags=["generation"])
 
 T = TypeVar("T")
 
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its `$defs` substituted in: refs to `#/$defs/...` do not resolve once the
+    schema sits inside the OpenAPI document."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
+
+
+# One SSE event, described as OpenAPI 3.2's `itemSchema` (as FastAPI's own SSE routes are): its `data`
+# is JSON, a token event or, when the engine fails mid-stream, the common error body.
+SSE_CONTENT: dict[str, Any] = {
+    "itemSchema": {"type": "object", "required": ["data"], "properties": {
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": inline_refs(TypeAdapter(StreamResponse | ErrorResponse).json_schema())},
+        "event": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer", "minimum": 0}}},
+    "example": 'data:{"index":1,"token":{"id":5,"text":" the","logprob":-1.2,"special":false},'
+               '"generated_text":null,"details":null}\n\n',
+}
+
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Server-Sent Events: one `data:` line per token, the last with the full text",
-          "content": {"text/event-stream": {"schema": StreamResponse.model_json_schema(),
-                                            "example": 'data:{"index":1,"token":{"id":5,"text":" the",'
-                                                       '"logprob":-1.2,"special":false},"generated_text":null,'
-                                                       '"details":null}\n\n'}}},
+          "content": {"text/event-stream": SSE_CONTENT}},
     **ERROR_RESPONSES,
 }
 
@@ -33,7 +62,7 @@ SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
 @router.post("/generate", response_model=GenerateResponse,
              responses={**ERROR_RESPONSES,
                         200: {"description": "The generated text; with `stream: true`, SSE as /generate_stream",
-                              "content": {"text/event-stream": {}}}})
+                              "content": {"text/event-stream": SSE_CONTENT}}})
 async def generate(body: GenerateRequest, service: ServiceDep, request: Request) -> Any:
     """Generate text for a prompt (TGI's /generate)."""
     req, input_length = service.prepare(body)
@@ -51,7 +80,7 @@ async def generate_stream(body: GenerateRequest, service: ServiceDep, request: R
 
 @router.post("/", response_model=list[GenerateResponse],
              responses={**ERROR_RESPONSES, 200: {"description": "`[{...}]` as /generate, or SSE with `stream`",
-                                                 "content": {"text/event-stream": {}}}})
+                                                 "content": {"text/event-stream": SSE_CONTENT}}})
 async def compat_generate(body: GenerateRequest, service: ServiceDep, request: Request) -> Any:
     """TGI's compatibility route: /generate's reply wrapped in a one-element list."""
     req, input_length = service.prepare(body)

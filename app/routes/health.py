@@ -15,8 +15,9 @@ router = APIRouter(tags=["health"])
 info_router = APIRouter(tags=["health"])
 
 
-@router.get("/health", responses={200: {"description": "Ready: model loaded, engine loop making progress"},
-                                  503: ERROR_RESPONSES[503]})
+@router.get("/health", response_class=Response,  # an empty 200: no JSON body to document
+            responses={200: {"description": "Ready: model loaded, engine loop making progress"},
+                       503: ERROR_RESPONSES[503]})
 def health(state: StateDep) -> Response:
     """Ready to serve (for readiness probes and load balancers)."""
     if state.healthy():
@@ -26,7 +27,7 @@ def health(state: StateDep) -> Response:
     return JSONResponse(error_body(reason, "unhealthy"), status_code=503)
 
 
-@router.get("/live", responses={200: {"description": "The process answers"}})
+@router.get("/live", response_class=Response, responses={200: {"description": "The process answers"}})
 def live() -> Response:
     """The process is alive (for liveness probes)."""
     return Response(status_code=200)
@@ -41,7 +42,8 @@ def metrics(state: StateDep) -> Response:
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@info_router.get("/info", response_model=Info, responses={503: ERROR_RESPONSES[503]})
+@info_router.get("/info", response_model=Info,
+                 responses={401: ERROR_RESPONSES[401], 503: ERROR_RESPONSES[503]})
 def info(service: ServiceDep, state: StateDep) -> Info:
     """The model and the server's limits (TGI's /info)."""
     engine, s = service.engine, state.settings
