@@ -131,3 +131,19 @@ def test_evaluate_text_scores_every_token_once(bpe_dir: Path, corpus_text: str) 
     n = len(tok.encode(text, add_special_tokens=False).ids)
     assert n > 3 * 16  # several overlapping windows
     assert evaluate_text(model, tok, text, torch.device("cpu"))["tokens"] == n - 1
+
+
+def test_export_casts_the_weights(trained: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from model import load_checkpoint
+
+    run_module("model.export", trained, tmp_path / "bf16", "--dtype", "bfloat16")
+    with safe_open(str(tmp_path / "bf16" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}  # noqa: SIM118
+    original, exported = load_checkpoint(trained), load_checkpoint(tmp_path / "bf16")
+    ids = torch.tensor([original.tokenizer.encode("To be").ids])
+    with torch.no_grad():
+        a = original.model.logits(original.model(ids).hidden)
+        b = exported.model.logits(exported.model(ids).hidden)
+    assert torch.allclose(a, b, atol=0.1) and not torch.equal(a, b)
