@@ -137,10 +137,15 @@ class Scheduler:
     def _queued(self) -> int:
         return len(self._waiting) + len(self._jobs)
 
+    def _backlog(self) -> int:
+        """Requests that will really wait: those the next step's free batch slots can't take."""
+        free = max(0, self.limits.max_batch_size - len(self._batch))
+        return max(0, len(self._waiting) - free) + len(self._jobs)
+
     def _admit_or_raise(self, tokens: int) -> None:
         if self._stopping:
             raise Overloaded("the server is shutting down", retry_after=5)
-        if self._queued() >= self.limits.max_queue_size:
+        if self._backlog() >= self.limits.max_queue_size:
             raise Overloaded(f"the queue is full ({self.limits.max_queue_size} requests waiting)")
         queued_tokens = sum(len(w.request.prompt_ids) + w.request.max_new_tokens for w in self._waiting)
         queued_tokens += sum(j.tokens for j in self._jobs)

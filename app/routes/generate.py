@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -164,3 +164,9 @@ async def with_keepalive(outputs: AsyncIterator[StepOutput],
         if not pending.done():
             pending.cancel()  # runs the iterator's cleanup, which aborts the request
             await asyncio.gather(pending, return_exceptions=True)
+        elif not pending.cancelled() and pending.exception() is None and isinstance(iterator, AsyncGenerator):
+            # Closed (client gone) with an output read but the iterator not finished: close it now, which
+            # aborts the request, rather than whenever it is garbage-collected. (Asking for exception()
+            # also marks a finished stream's StopAsyncIteration as seen, which asyncio would log as an
+            # error otherwise.)
+            await iterator.aclose()
