@@ -89,6 +89,9 @@ def promtool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             pytrace=False,
         )
     proc = run([apt_get, "download", "prometheus"], cwd=cache, timeout=600)
+    if proc.returncode != 0:  # a fresh machine may have no package lists yet
+        run([apt_get, "update"], cwd=cache, timeout=600)
+        proc = run([apt_get, "download", "prometheus"], cwd=cache, timeout=600)
     debs = sorted(cache.glob("prometheus_*.deb"))
     if proc.returncode != 0 or not debs:
         pytest.fail(
