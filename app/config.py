@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     dtype: str = Field("auto", description="auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     torch_threads: int | None = Field(None, description="torch CPU threads (default: torch's choice)")
     warmup: bool = True
+    cpu_prepack: bool = Field(True, description="oneDNN-prepacked linear layers on CPU (faster matmuls)")
 
     # Continuous batching (generation)
     max_batch_size: int = Field(32, ge=1, description="sequences decoded together in one step")

@@ -29,6 +29,7 @@ from model import (
     top_logprobs,
 )
 from model import decode as decode_step
+from model.cpu import can_prepack, prepack_linears
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,12 @@ class AttentionResult:
 
 class Engine:
     def __init__(self, loaded: LoadedModel, device: torch.device, dtype: torch.dtype, max_batch_size: int,
-                 max_total_tokens: int) -> None:
+                 max_total_tokens: int, prepack: bool = True) -> None:
         self.model = loaded.model.to(device=device, dtype=dtype).eval()
+        self.num_parameters = self.model.num_parameters()
+        self.prepacked = prepack and can_prepack(self.model)
+        if self.prepacked:
+            prepack_linears(self.model)
         self.tokenizer = loaded.tokenizer
         self.model_type = loaded.model_type
         self.cfg = self.model.cfg

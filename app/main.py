@@ -39,7 +39,7 @@ def build_engine(settings: Settings, loaded: LoadedModel | None = None) -> Engin
     loaded = loaded or load_checkpoint(settings.model, device=device, dtype=dtype)
     context = loaded.model.cfg.max_seq_len
     max_total = min(settings.max_total_tokens or context, context)
-    return Engine(loaded, device, dtype, settings.max_batch_size, max_total)
+    return Engine(loaded, device, dtype, settings.max_batch_size, max_total, prepack=settings.cpu_prepack)
 
 
 def model_name(settings: Settings, loaded_path: Path) -> str:

@@ -50,7 +50,7 @@ def info(service: ServiceDep, state: StateDep) -> Info:
     return Info(
         model_id=state.model_id, model_type=engine.model_type, model_dtype=engine.dtype_name,
         model_device_type=engine.device.type, causal=engine.cfg.causal, can_generate=engine.can_generate,
-        num_parameters=engine.model.num_parameters(), max_input_tokens=service.max_input_tokens,
+        num_parameters=engine.num_parameters, max_input_tokens=service.max_input_tokens,
         max_total_tokens=service.max_total_tokens, max_batch_size=s.max_batch_size,
         max_batch_prefill_tokens=s.max_batch_prefill_tokens, max_concurrent_requests=s.max_queue_size,
         max_client_batch_size=s.max_client_batch_size, max_stop_sequences=s.max_stop_sequences, max_best_of=1,

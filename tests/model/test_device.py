@@ -35,3 +35,19 @@ def test_dtypes() -> None:
 @pytest.mark.gpu
 def test_auto_dtype_on_cuda_is_half_precision() -> None:
     assert resolve_dtype(None, torch.device("cuda")) in (torch.bfloat16, torch.float16)
+
+
+def test_prepacked_linears_give_the_same_outputs() -> None:
+    from model import PRESETS, Transformer
+    from model.cpu import can_prepack, prepack_linears
+
+    torch.manual_seed(0)
+    model = Transformer(PRESETS["tiny"]).eval()
+    x = torch.randint(0, 512, (2, 9))
+    with torch.inference_mode():
+        before = model.logits(model(x).hidden)
+        assert can_prepack(model)
+        prepack_linears(model)
+        assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+        after = model.logits(model(x).hidden)
+    assert torch.allclose(before, after, atol=1e-5)
