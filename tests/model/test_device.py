@@ -42,7 +42,7 @@ def test_prepacked_linears_give_the_same_outputs() -> None:
     from model.cpu import can_prepack, prepack_linears
 
     torch.manual_seed(0)
-    model = Transformer(PRESETS["tiny"]).eval()
+    model = Transformer(PRESETS["tiny"].replace(d_model=512, d_ff=512, n_heads=8)).eval()
     x = torch.randint(0, 512, (2, 9))
     with torch.inference_mode():
         before = model.logits(model(x).hidden)
