@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -326,5 +325,3 @@ class Engine:
                 _, batch = self.step(batch)
         logger.info("engine warmed up on %s (%s)", self.device, self.dtype_name)
 
-
-Sink = Callable[[StepOutput], None]

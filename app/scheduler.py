@@ -127,13 +127,6 @@ class Scheduler:
         started = self._step_started
         return started is None or time.monotonic() - started < self.limits.stall_timeout_s
 
-    def running(self) -> int:
-        return len(self._batch)
-
-    def idle(self) -> bool:
-        with self._cv:
-            return not (self._waiting or self._jobs or self._batch.sequences)
-
     def _queued(self) -> int:
         return len(self._waiting) + len(self._jobs)
 

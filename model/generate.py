@@ -68,7 +68,8 @@ def generate(model: Transformer, prompt: Sequence[int], max_new_tokens: int,
                          f"model's context of {model.cfg.max_seq_len} tokens")
     cache = model.new_cache(1, total)
     generator = make_generator(params.seed, device) if params.do_sample else None
-    seen = torch.tensor(list(prompt), device=device)
+    # The sequence so far, kept only when the repetition penalty needs it.
+    seen = torch.tensor(list(prompt), device=device) if params.repetition_penalty != 1.0 else None
     logits = prefill(model, [prompt], cache)
     out: list[int] = []
     for step in range(max_new_tokens):
@@ -76,7 +77,8 @@ def generate(model: Transformer, prompt: Sequence[int], max_new_tokens: int,
         out.append(int(token[0]))
         if out[-1] == eos_token_id or step == max_new_tokens - 1:
             break
-        seen = torch.cat([seen, token])
+        if seen is not None:
+            seen = torch.cat([seen, token])
         pos = len(prompt) + step
         logits = decode(model, token, torch.tensor([pos], device=device), cache, pos + 1)
     return out

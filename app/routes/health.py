@@ -36,9 +36,7 @@ def live() -> Response:
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"}})
 def metrics(state: StateDep) -> Response:
-    """Prometheus metrics."""
-    if state.scheduler is not None:
-        state.metrics.running.set(state.scheduler.running())
+    """Prometheus metrics (the scheduler keeps its gauges current)."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
