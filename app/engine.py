@@ -112,7 +112,7 @@ class Engine:
         self.num_parameters = self.model.num_parameters()
         self.prepacked = prepack and can_prepack(self.model)
         if self.prepacked:
-            prepack_linears(self.model)
+            prepack_linears(self.model, batch_hint=max_batch_size)
         self.tokenizer = loaded.tokenizer
         self.model_type = loaded.model_type
         self.cfg = self.model.cfg
