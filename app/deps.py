@@ -13,7 +13,7 @@ from .service import Service
 from .state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.attnserve
     return state
 
@@ -21,7 +21,7 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_service(state: StateDep) -> Service:
+async def get_service(state: StateDep) -> Service:
     if state.draining:
         raise ApiError(503, "the server is draining for shutdown", "unhealthy", {"Retry-After": "5"})
     if not state.ready or state.service is None:
@@ -37,7 +37,7 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 bearer_scheme = HTTPBearer(auto_error=False, description="One of the keys in ATTNSERVE_API_KEY / _FILE")
 
 
-def require_api_key(request: Request, state: StateDep) -> None:
+async def require_api_key(request: Request, state: StateDep) -> None:
     """Authorization: Bearer <key>, when keys are configured; compared in constant time."""
     if not state.api_keys:
         return

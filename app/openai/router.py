@@ -48,7 +48,7 @@ STREAM_DOC = {"text/event-stream": {"example": 'data: {"id":"cmpl-1","object":"t
                                                "data: [DONE]\n\n"}}
 
 
-def get_serving(service: ServiceDep) -> OpenAIServing:
+async def get_serving(service: ServiceDep) -> OpenAIServing:
     return OpenAIServing(service)
 
 

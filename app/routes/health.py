@@ -18,7 +18,7 @@ info_router = APIRouter(tags=["health"])
 @router.get("/health", response_class=Response,  # an empty 200: no JSON body to document
             responses={200: {"description": "Ready: model loaded, engine loop making progress"},
                        503: ERROR_RESPONSES[503]})
-def health(state: StateDep) -> Response:
+async def health(state: StateDep) -> Response:
     """Ready to serve (for readiness probes and load balancers)."""
     if state.healthy():
         return Response(status_code=200)
@@ -28,7 +28,7 @@ def health(state: StateDep) -> Response:
 
 
 @router.get("/live", response_class=Response, responses={200: {"description": "The process answers"}})
-def live() -> Response:
+async def live() -> Response:
     """The process is alive (for liveness probes)."""
     return Response(status_code=200)
 
@@ -42,7 +42,7 @@ def metrics(state: StateDep) -> Response:
 
 @info_router.get("/info", response_model=Info,
                  responses={401: ERROR_RESPONSES[401], 503: ERROR_RESPONSES[503]})
-def info(service: ServiceDep, state: StateDep) -> Info:
+async def info(service: ServiceDep, state: StateDep) -> Info:
     """The model and the server's limits (TGI's /info)."""
     engine, s = service.engine, state.settings
     return Info(
