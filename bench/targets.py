@@ -98,10 +98,13 @@ def _embed(e: dict[str, Any]) -> list[Target]:
 
 def _utilisation(g: dict[str, Any], hardware: dict[str, Any], sfx: str) -> Target:
     mfu = get(g, "http" + sfx, "c=32", "mfu", "mfu")
+    with_prompts = get(g, "http" + sfx, "c=32", "mfu", "mfu_with_prefill")
     peak_key = "matmul_bf16" if sfx else "matmul_fp32"
     peak = get(hardware, peak_key, "median") / 1e9
+    # Judged on the generated tokens' FLOPs alone (the stricter reading); the prompts' are shown.
     return _target("7", f"model FLOPs utilisation at 32 streams (of the measured {peak_key[7:]} matmul peak)",
-                   f"{fmt(mfu * 100)}% of {fmt(peak)} GFLOP/s", mfu, ">= 40%", mfu >= 0.40, ())
+                   f"{fmt(mfu * 100)}% of {fmt(peak)} GFLOP/s (counting the prompts too: "
+                   f"{fmt(with_prompts * 100)}%)", mfu, ">= 40%", mfu >= 0.40, ())
 
 
 def evaluate(results: dict[str, Any], suffix: str = "") -> list[Target]:
