@@ -265,6 +265,23 @@ class Scheduler:
 
     def _run_step(self) -> None:
         batch = self._batch
+        newcomers = [s for s in batch.sequences if not s.prefilled]
+        if newcomers and len(newcomers) < len(batch):
+            # Prefill first and hand out the first tokens before the running streams' decode (the two
+            # are separate forwards anyway): a newcomer's TTFT no longer includes a decode of the
+            # whole batch, and the running streams wait no longer than in one combined step.
+            running = [s for s in batch.sequences if s.prefilled]
+            prefilled = self._step(Batch(newcomers, batch.prefill_budget))
+            both = sorted(running + prefilled.sequences, key=lambda s: s.slot)
+            after = self._step(Batch(both, prefill_budget=0))  # decode only: one prefill chunk per turn
+            self._batch = Batch(after.sequences, batch.prefill_budget)
+        else:
+            self._batch = self._step(batch)
+        self._update_gauges()
+
+    def _step(self, batch: Batch) -> Batch:
+        """One engine step; its outputs go to their requests. Returns the next batch (a failed
+        step fails its own sequences and leaves none)."""
         tokens = self._planned_tokens(batch)
         self._step_started = time.monotonic()
         try:
@@ -276,15 +293,12 @@ class Scheduler:
         except Exception as exc:
             logger.exception("engine step failed; failing its %d requests", len(batch))
             self._fail(batch.sequences, f"generation failed: {exc}")
-            self._batch = Batch(prefill_budget=self.limits.max_batch_prefill_tokens)
-            self._update_gauges()
-            return
+            return Batch(prefill_budget=batch.prefill_budget)
         finally:
             self._step_started = None
         self.metrics.observe_batch(len(batch), tokens)
-        self._batch = next_batch
-        self._update_gauges()
         self._deliver(outputs)
+        return next_batch
 
     def _retry_smaller(self, batch: Batch) -> tuple[list[StepOutput], Batch]:
         """Out of device memory: free what the allocator caches, then run the batch in halves."""

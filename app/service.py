@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -71,6 +72,29 @@ class Generation:
             self.seed = out.seed
 
 
+class Mailbox:
+    """Hands outputs from the engine thread to the event loop: one wake-up for all that are posted
+    together (a step's outputs for every stream), not one per token."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._posts: list[tuple[asyncio.Queue[StepOutput], StepOutput]] = []
+
+    def post(self, queue: asyncio.Queue[StepOutput], out: StepOutput) -> None:
+        with self._lock:
+            self._posts.append((queue, out))
+            if len(self._posts) > 1:
+                return  # a flush is already on its way
+        self.loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            posts, self._posts = self._posts, []
+        for queue, out in posts:
+            queue.put_nowait(out)
+
+
 class Service:
     def __init__(self, engine: Engine, scheduler: Scheduler, settings: Settings, metrics: Metrics,
                  model_id: str) -> None:
@@ -78,6 +102,7 @@ class Service:
         self.scheduler = scheduler
         self.settings = settings
         self.metrics = metrics
+        self._mailbox: Mailbox | None = None
         self.model_id = model_id
         self.tokenizer = engine.tokenizer
         context = engine.cfg.max_seq_len
@@ -158,10 +183,13 @@ class Service:
         """Queue a generation now (a full queue raises Overloaded before any byte is sent) and
         return an iterator over its outputs; leaving the iterator early (client gone) aborts it."""
         loop = asyncio.get_running_loop()
+        if self._mailbox is None or self._mailbox.loop is not loop:
+            self._mailbox = Mailbox(loop)
+        mailbox = self._mailbox
         queue: asyncio.Queue[StepOutput] = asyncio.Queue()
 
         def sink(out: StepOutput) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, out)
+            mailbox.post(queue, out)
 
         deadline = None
         if self.settings.request_timeout_s is not None:

@@ -28,10 +28,16 @@ class Level:
 
     concurrency: int | None = None
     rate: float | None = None  # requests per second
+    # Closed loop only: the workers start one by one over this many seconds instead of all at
+    # once (as k6's ramping-vus or Locust's spawn rate), so that requests of a fixed length do not
+    # arrive in synchronized waves; latencies are then also reported for the steady state.
+    ramp_up_s: float = 0.0
 
     @property
     def name(self) -> str:
-        return f"c={self.concurrency}" if self.rate is None else f"rate={self.rate:g}"
+        if self.rate is not None:
+            return f"rate={self.rate:g}"
+        return f"c={self.concurrency}" + ("-ramped" if self.ramp_up_s else "")
 
     @property
     def x(self) -> float:
@@ -138,11 +144,14 @@ async def drive(level: Level, jobs: Sequence[Callable[[], Awaitable[Any]]], seed
     if level.rate is None:
         pending = iter(range(len(jobs)))
 
-        async def worker() -> None:
+        workers = min(level.concurrency or 1, len(jobs))
+
+        async def worker(k: int) -> None:
+            await asyncio.sleep(k * level.ramp_up_s / workers)
             for i in pending:  # one shared iterator: each job is taken by exactly one worker
                 await run(i)
 
-        await asyncio.gather(*(worker() for _ in range(min(level.concurrency or 1, len(jobs)))))
+        await asyncio.gather(*(worker(k) for k in range(workers)))
         return results
     rng = random.Random(seed)
     cap = asyncio.Semaphore(level.concurrency) if level.concurrency else None
@@ -173,7 +182,14 @@ async def generate_level(url: str, prompts: Sequence[str], level: Level, max_new
             began = time.perf_counter()
             records: list[GenRecord] = await drive(level, jobs, seed, bar)
             duration = time.perf_counter() - began
-    return summarize_generation(records, duration, max_new_tokens)
+    summary = summarize_generation(records, duration, max_new_tokens)
+    if level.ramp_up_s:
+        # The steady state: requests sent once every worker has started.
+        workers = min(level.concurrency or 1, len(records))
+        steady_from = began + level.ramp_up_s * (workers - 1) / workers
+        summary["steady"] = latencies([r for r in records if r.ok and r.start >= steady_from])
+        summary["ramp_up_s"] = level.ramp_up_s
+    return summary
 
 
 async def embed_level(url: str, sentences: Sequence[str], level: Level, per_request: int = 1, seed: int = 0,
@@ -199,12 +215,18 @@ def _ms(values: Sequence[float], points: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def summarize_generation(records: Sequence[GenRecord], duration: float,
-                         max_new_tokens: int) -> dict[str, Any]:
-    ok = [r for r in records if r.ok]
+def latencies(ok: Sequence[GenRecord]) -> dict[str, Any]:
+    """TTFT, inter-token and end-to-end latency percentiles of successful requests."""
     ttft = [r.token_times[0] - r.start for r in ok]
     e2e = [r.token_times[-1] - r.start for r in ok]
     itl = [b - a for r in ok for a, b in zip(r.token_times, r.token_times[1:], strict=False)]
+    return {"requests": len(ok), "ttft_ms": _ms(ttft, (50, 90, 99)), "itl_ms": _ms(itl, (50, 90, 99)),
+            "e2e_ms": _ms(e2e, (50, 90, 99))}
+
+
+def summarize_generation(records: Sequence[GenRecord], duration: float,
+                         max_new_tokens: int) -> dict[str, Any]:
+    ok = [r for r in records if r.ok]
     out_tokens = sum(len(r.token_times) for r in ok)
     in_tokens = sum(r.input_tokens for r in ok)
     # Key positions each generated token attends over (for attention FLOPs): token j of a
@@ -220,8 +242,7 @@ def summarize_generation(records: Sequence[GenRecord], duration: float,
         "output_tokens": out_tokens, "input_tokens": in_tokens,
         "output_tokens_per_s": out_tokens / duration if duration else float("nan"),
         "output_context_sum": n_ctx, "prefill_context_sum": prefill_ctx,
-        "ttft_ms": _ms(ttft, (50, 90, 99)), "itl_ms": _ms(itl, (50, 90, 99)),
-        "e2e_ms": _ms(e2e, (50, 90, 99)),
+        **{k: v for k, v in latencies(ok).items() if k != "requests"},
     }
 
 

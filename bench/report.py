@@ -55,6 +55,16 @@ def generation_table(levels: dict[str, dict[str, Any]]) -> str:
     return table(header, rows)
 
 
+def steady_table(levels: dict[str, dict[str, Any]]) -> str:
+    """Latencies of the requests sent once a ramped level's clients had all started."""
+    header = ["load", "ramp-up s", "steady requests", "TTFT p50 ms", "p90", "p99", "ITL p50 ms", "p99",
+              "E2E p50 ms", "p99"]
+    rows = [[name, r["ramp_up_s"], s["requests"], s["ttft_ms"]["p50"], s["ttft_ms"]["p90"], s["ttft_ms"]["p99"],
+             s["itl_ms"]["p50"], s["itl_ms"]["p99"], s["e2e_ms"]["p50"], s["e2e_ms"]["p99"]]
+            for name, r in levels.items() if (s := r.get("steady"))]
+    return table(header, rows)
+
+
 def embedding_table(levels: dict[str, dict[str, Any]]) -> str:
     header = ["load", "requests", "sentences/s", "spread", "latency p50 ms", "p90", "p99", "errors"]
     rows = []

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .hardware import summary_rows
-from .report import Series, chart, embedding_table, generation_table, table, write_json
+from .report import Series, chart, embedding_table, generation_table, steady_table, table, write_json
 from .targets import Target, targets_table
 
 DTYPE_KEYS = {"": "fp32", "_bf16": "bf16", "_fp16": "fp16"}
@@ -81,6 +81,10 @@ def decoder_section(title: str, model: dict[str, Any]) -> list[str]:
     for suffix, label in DTYPE_KEYS.items():
         if "http" + suffix in model:
             parts += [f"HTTP detail ({label}):", "", generation_table(model["http" + suffix]), ""]
+    if model.get("http_ramped"):
+        parts += ["32 streams again, clients ramped up over one request's duration (all requests, then those "
+                  "sent once every client had started):", "", generation_table(model["http_ramped"]), "",
+                  steady_table(model["http_ramped"]), ""]
     return parts
 
 

@@ -95,13 +95,26 @@ class Run:
         return ServerSpec(model, s.threads, s.device, dtype, s.max_batch_size, s.max_total_tokens)
 
 
+RAMPED = 32  # target 5 reads this level's steady-state latencies (smaller suites ramp their top level)
+RAMPED_ROUNDS = 4
+
+
 def serve_generation(run: Run, spec: ServerSpec, prompts: Sequence[str], levels: Sequence[int],
-                     log_name: str) -> dict[str, Any]:
+                     log_name: str, ramped: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Each level with every client starting at once. With `ramped`, the 32-stream level again into it,
+    its clients ramped up over one request's duration at that load (its E2E p50 just measured)."""
     s = run.suite
     with LaunchedServer(spec, run.out / "logs" / f"{log_name}.log") as server:
-        return asyncio.run(bench_generation(
+        results = asyncio.run(bench_generation(
             server.url, prompts, [Level(c) for c in levels], s.max_new_tokens, None, s.rounds, s.min_requests,
             s.repeats, warmup=2, seed=run.seed, show_progress=run.progress))
+        top = max((c for c in levels if c <= RAMPED), default=None)
+        if ramped is not None and top is not None and top > 1:
+            level = Level(top, ramp_up_s=results[f"c={top}"]["e2e_ms"]["p50"] / 1000)
+            ramped.update(asyncio.run(bench_generation(
+                server.url, prompts, [level], s.max_new_tokens, None, RAMPED_ROUNDS, s.min_requests, 1, warmup=0,
+                seed=run.seed, show_progress=run.progress)))
+        return results
 
 
 def serve_embedding(run: Run, spec: ServerSpec, sentences: Sequence[str], levels: Sequence[int],
@@ -185,8 +198,9 @@ def over_http(run: Run, result: dict[str, Any], work: Workload, served: Path | N
         runs.append((s.secondary, [c for c in s.secondary_levels if c in levels] or [levels[-1]]))
     for dtype, chosen in runs:
         run.log(f"{name}: HTTP /generate_stream ({dtype}), levels {chosen}")
+        ramped = result.setdefault("http_ramped", {}) if dtype == s.primary else None
         result["http" + SUFFIX[dtype]] = serve_generation(run, run.spec(served, dtype), work.prompts, chosen,
-                                                          f"{name}-{dtype}")
+                                                          f"{name}-{dtype}", ramped)
 
 
 def bench_decoder(run: Run, folder: Path, served: Path | None, levels: Sequence[int], hf_folder: Path | None,

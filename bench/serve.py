@@ -21,7 +21,7 @@ from . import DEFAULT_OUT
 from .launch import LaunchedServer, ServerSpec
 from .loadgen import Level, combine_runs, embed_level, generate_level, server_info
 from .prompts import draw_prompts, draw_sentences, load_corpus
-from .report import chart, embedding_table, emit, generation_table, write_json
+from .report import chart, embedding_table, emit, generation_table, steady_table, write_json
 
 
 def int_list(text: str) -> list[int]:
@@ -106,6 +106,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--request-rate", type=float_list, default=None,
                    help="Poisson request rates (req/s) instead of fixed concurrency levels")
     p.add_argument("--max-concurrency", type=int, default=None, help="cap on in-flight requests at a rate")
+    p.add_argument("--ramp-up", type=float, default=0.0,
+                   help="seconds over which a level's clients start one by one (latencies also for the steady state)")
     p.add_argument("--num-requests", type=int, default=None, help="requests per level (default: rounds x c)")
     p.add_argument("--rounds", type=int, default=2, help="requests per level = rounds x concurrency")
     p.add_argument("--min-requests", type=int, default=4)
@@ -126,7 +128,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def levels_from(args: argparse.Namespace) -> list[Level]:
     if args.request_rate:
         return [Level(concurrency=args.max_concurrency, rate=r) for r in args.request_rate]
-    return [Level(concurrency=c) for c in args.concurrency]
+    return [Level(concurrency=c, ramp_up_s=args.ramp_up) for c in args.concurrency]
 
 
 async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
@@ -159,6 +161,9 @@ def write_outputs(result: dict[str, Any], out: Path, name: str) -> list[Path]:
     parts = [f"# attnserve load test: {model}", "", f"{result['date']}, {result['url']}", ""]
     if "generate" in result:
         parts += ["## /generate_stream", "", generation_table(result["generate"]), ""]
+        if any("steady" in r for r in result["generate"].values()):
+            parts += ["Steady state (requests sent once every client had started):", "",
+                      steady_table(result["generate"]), ""]
         levels = result["generate"].values()
         xlabel = "requests/s" if any(r["rate"] for r in levels) else "concurrent requests"
         panels = [("output tokens/s", {"attnserve": [(r["x"], r["output_tokens_per_s"]) for r in levels]}),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from bench import run, serve
-from bench.loadgen import stream_one
+from bench.loadgen import Level, drive, stream_one
 from bench.stats import percentile
 from tests.app.conftest import build_tiny_model
 
@@ -64,8 +65,26 @@ def test_load_generator_against_a_launched_server(tmp_path: Path) -> None:
         assert stats["input_tokens"] > 0 and stats["ttft_ms"]["p50"] > 0
     table = (out / "serve.md").read_text()
     assert "| c=1 | 2 |" in table and "TTFT p50 ms" in table
+    assert "Steady state" not in table  # no ramp-up asked
     if importlib.util.find_spec("matplotlib") is not None:  # the chart needs the `bench` extra
         assert (out / "serve.png").stat().st_size > 0
+
+
+def test_ramped_clients_start_one_by_one() -> None:
+    starts: list[float] = []
+
+    async def job() -> float:
+        starts.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.3)
+        return 0.0
+
+    async def go() -> None:
+        await drive(Level(4, ramp_up_s=0.2), [job] * 8, seed=0, progress=None)
+
+    asyncio.run(go())
+    first = sorted(starts)[:4]
+    gaps = [b - a for a, b in itertools.pairwise(first)]
+    assert all(gap >= 0.04 for gap in gaps), gaps  # 0.05 s apart, not all at once
 
 
 @pytest.mark.slow
@@ -80,6 +99,8 @@ def test_whole_suite_on_tiny_models(tmp_path: Path) -> None:
     assert {"hardware", "gpt2", "default", "encoder", "targets"} <= set(results)
     assert results["gpt2"]["http"]["c=1"]["ok"] == results["gpt2"]["requests"]["c=1"]
     assert results["gpt2"]["hf_single"]["tokens_per_s"]["median"] > 0
+    ramped = results["gpt2"]["http_ramped"]["c=2-ramped"]  # the top level again, clients ramped up
+    assert ramped["ramp_up_s"] > 0 and ramped["steady"]["requests"] >= 1
     assert results["default"]["engine_overhead"]["step_ms"] > 0
     assert results["encoder"]["cosine"]["min"] > 0.9999  # /embed and sentence-transformers agree
     assert [t["number"] for t in results["targets"]] == ["1", "2a", "2b", "3", "4", "5", "6a", "6b", "7"]
