@@ -73,7 +73,7 @@ def test_load_generator_against_a_launched_server(tmp_path: Path) -> None:
 def test_ramped_clients_start_one_by_one() -> None:
     starts: list[float] = []
 
-    async def job() -> float:
+    async def job(client: httpx.AsyncClient) -> float:
         starts.append(asyncio.get_running_loop().time())
         await asyncio.sleep(0.3)
         return 0.0
