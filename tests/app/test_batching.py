@@ -104,3 +104,30 @@ def test_chunked_prefill_gives_the_same_tokens(live: LiveServer, model_dir: Path
     with LiveServer(create_app(make_settings(model_dir, max_batch_prefill_tokens=16))) as server:
         chunked = asyncio.run(generate_all(server.url, bodies))
     assert [r["generated_text"] for r in chunked] == [r["generated_text"] for r in expected]
+
+
+def test_requests_arriving_while_others_prefill_all_complete(live: LiveServer) -> None:
+    # Slow steps and staggered arrivals: newcomers join while earlier ones prefill and streams run
+    # (the scheduler prefills arrivals before the turn's decode); each gets exactly its tokens.
+    scheduler = live.app.state.attnserve.scheduler
+    bodies = [{"inputs": p, "parameters": {"max_new_tokens": 3 + i % 5, "ignore_eos": True}}
+              for i, p in enumerate(PROMPTS[:12])]
+    alone = [httpx.post(live.url + "/generate", json=b, timeout=60).json()["generated_text"] for b in bodies]
+    scheduler.fault_injector = lambda: time.sleep(0.03)
+
+    async def staggered() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=live.url, timeout=120) as client:
+            long = asyncio.ensure_future(client.post("/generate", json={
+                "inputs": "Flat is better", "parameters": {"max_new_tokens": 40, "ignore_eos": True}}))
+            tasks = []
+            for body in bodies:
+                await asyncio.sleep(0.01)
+                tasks.append(asyncio.ensure_future(client.post("/generate", json=body)))
+            return [await long, *await asyncio.gather(*tasks)]
+
+    try:
+        replies = asyncio.run(asyncio.wait_for(staggered(), timeout=60))
+    finally:
+        scheduler.fault_injector = None
+    assert [r.status_code for r in replies] == [200] * 13
+    assert [r.json()["generated_text"] for r in replies[1:]] == alone
