@@ -99,6 +99,12 @@ RAMPED = 32  # target 5 reads this level's steady-state latencies (smaller suite
 RAMPED_ROUNDS = 4
 
 
+def ramped_level(levels: Sequence[int]) -> int | None:
+    """The concurrency run again with ramped-up clients: 32, or a smaller suite's top level."""
+    top = max((c for c in levels if c <= RAMPED), default=None)
+    return top if top is not None and top > 1 else None
+
+
 def serve_generation(run: Run, spec: ServerSpec, prompts: Sequence[str], levels: Sequence[int],
                      log_name: str, ramped: dict[str, Any] | None = None) -> dict[str, Any]:
     """Each level with every client starting at once. With `ramped`, the 32-stream level again into it,
@@ -108,8 +114,8 @@ def serve_generation(run: Run, spec: ServerSpec, prompts: Sequence[str], levels:
         results = asyncio.run(bench_generation(
             server.url, prompts, [Level(c) for c in levels], s.max_new_tokens, None, s.rounds, s.min_requests,
             s.repeats, warmup=2, seed=run.seed, show_progress=run.progress))
-        top = max((c for c in levels if c <= RAMPED), default=None)
-        if ramped is not None and top is not None and top > 1:
+        top = ramped_level(levels)
+        if ramped is not None and top is not None:
             level = Level(top, ramp_up_s=results[f"c={top}"]["e2e_ms"]["p50"] / 1000)
             ramped.update(asyncio.run(bench_generation(
                 server.url, prompts, [level], s.max_new_tokens, None, RAMPED_ROUNDS, s.min_requests, 1, warmup=0,
@@ -150,7 +156,7 @@ def workload(run: Run, folder: Path, cfg: ModelConfig, levels: Sequence[int]) ->
     lvls = [Level(c) for c in levels]
     counts = [requests_for(level, None, s.rounds, s.min_requests) for level in lvls]
     batch_n = counts[list(levels).index(32)] if 32 in levels else s.hf_batch_size
-    n = max([*counts, batch_n, s.hf_single_requests])
+    n = max([*counts, batch_n, s.hf_single_requests, RAMPED_ROUNDS * (ramped_level(levels) or 0)])
     prompts = draw_prompts(run.corpus, n, run.seed, *s.prompt_words)
     return Workload(prompts, baselines.prompt_token_ids(folder, prompts, keep), lvls, counts, batch_n, keep)
 
