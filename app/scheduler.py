@@ -235,7 +235,8 @@ class Scheduler:
         return taken
 
     def _run_jobs(self, jobs: list[Job]) -> None:
-        """One padded forward for all inputs of these jobs, shortest first to limit padding."""
+        """All inputs of these jobs, shortest first, in parts of at most embed_max_batch_size (so
+        inputs of similar lengths share a padded forward)."""
         flat = [(j, i, ids) for j, job in enumerate(jobs) for i, ids in enumerate(job.inputs)]
         flat.sort(key=lambda item: len(item[2]))
         results: list[list[Any]] = [[None] * len(job.inputs) for job in jobs]

@@ -131,3 +131,37 @@ def test_requests_arriving_while_others_prefill_all_complete(live: LiveServer) -
         scheduler.fault_injector = None
     assert [r.status_code for r in replies] == [200] * 13
     assert [r.json()["generated_text"] for r in replies[1:]] == alone
+
+
+def test_a_newcomers_first_token_leaves_a_step_apart_from_the_running_streams(live: LiveServer) -> None:
+    # Each engine step sleeps 0.25 s. A newcomer is prefilled in a step of its own, so its first
+    # token goes out a step apart from any token of the running stream.
+    scheduler = live.app.state.attnserve.scheduler
+    scheduler.fault_injector = lambda: time.sleep(0.25)
+
+    async def token_times(client: httpx.AsyncClient, body: dict[str, Any], times: list[float]) -> None:
+        async with client.stream("POST", "/generate_stream", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    times.append(time.monotonic())
+
+    async def run() -> tuple[list[float], list[float]]:
+        running: list[float] = []
+        newcomer: list[float] = []
+        async with httpx.AsyncClient(base_url=live.url, timeout=60) as client:
+            long = asyncio.ensure_future(token_times(client, {
+                "inputs": "Flat is better", "parameters": {"max_new_tokens": 12, "ignore_eos": True}}, running))
+            while len(running) < 2:
+                await asyncio.sleep(0.01)
+            await token_times(client, {"inputs": "Readability counts",
+                                       "parameters": {"max_new_tokens": 1}}, newcomer)
+            await long
+        return running, newcomer
+
+    try:
+        running, newcomer = asyncio.run(asyncio.wait_for(run(), timeout=60))
+    finally:
+        scheduler.fault_injector = None
+    # Had both come out of one combined step, a running token would arrive with the newcomer's.
+    nearest = min(abs(t - newcomer[0]) for t in running)
+    assert nearest > 0.1, nearest
