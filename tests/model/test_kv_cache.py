@@ -136,6 +136,21 @@ def test_batched_decode_logits_match_each_sequence_alone() -> None:
     torch.testing.assert_close(logits[1], full_logits(model, [*b, 9])[-1], atol=1e-5, rtol=0)
 
 
+def test_bf16_batched_decode_matches_each_sequence_in_fp32() -> None:
+    """bf16 decode on CPU takes its own attention path (two matmuls over a copy of the keys)."""
+    model = make_model()
+    prompts = [random_ids(n, TINY.vocab_size, 40 + n) for n in (4, 11, 7)]
+    nxt = [7, 9, 3]
+    half = make_model().to(torch.bfloat16)
+    cache = half.new_cache(3, 16)
+    with torch.no_grad():
+        prefill(half, prompts, cache)
+        logits = decode(half, torch.tensor(nxt), torch.tensor([len(p) for p in prompts]), cache, 12)
+    for row, (prompt, token) in enumerate(zip(prompts, nxt, strict=True)):
+        expected = full_logits(model, [*prompt, token])[-1]
+        assert torch.nn.functional.cosine_similarity(logits[row].float(), expected, dim=0) > 0.999
+
+
 def test_removing_and_moving_slots_keeps_results() -> None:
     model = make_model()
     prompts = [random_ids(n, TINY.vocab_size, 40 + n) for n in (6, 3, 9, 4)]
