@@ -20,6 +20,7 @@ from model import (
     IncrementalDecoder,
     LoadedModel,
     SamplingParams,
+    decode_attention,
     dtype_name,
     find_stop,
     make_generator,
@@ -353,6 +354,9 @@ class Engine:
         self.embed([ids], [True])
         self.attention([ids], [[0]], [[0]], [False])
         if self.can_generate:
+            assert self.cache is not None
+            if self.device.type == "cpu":
+                decode_attention.warmup(self.cache.k.dtype)
             seq = self.new_sequence(GenerationRequest("warmup", ids[: self.max_total_tokens - 2], 2))
             batch = Batch([seq])
             while batch.sequences:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import decode_attention
 from .kv_cache import CacheView
 
 
@@ -48,20 +49,20 @@ class MultiHeadAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
         # q, k, v: (B, nh, T, hs)
-        if kv is not None:
-            k, v = kv.update(layer, positions, k, v)  # (B, nh, S, hs): the cached past plus this step
         weights = None
-        if need_weights:
-            y, weights = scaled_dot_product_attention(q, k, v, mask, causal)
-        elif T == 1 and q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # One query per row (decode): torch's fused CPU kernel runs bf16 at half the speed of
-            # these two matmuls (GPT-2-small, 32 rows, 128 keys: 3.0 against 1.5 ms per layer), and
-            # oneDNN multiplies by a contiguous copy of the keys faster than by the cache's strided
-            # view (it copies that view more slowly itself): GPT-2-small's step at 32 rows 60 -> 49 ms.
-            y, _ = scaled_dot_product_attention(q, k.contiguous(), v, mask, causal)
+        if kv is not None and T == 1 and not need_weights and decode_attention.supports(q, kv.cache.k):
+            # Decode on CPU: each row's query against its own slot's keys, read in place.
+            kv.write(layer, positions, k, v)
+            y = decode_attention.decode_attention(q, kv.cache.k[layer], kv.cache.v[layer], kv.slots,
+                                                  positions[:, 0] + 1)  # key j is visible iff j <= position
         else:
-            # Fused kernels (flash / memory-efficient on GPU); never materialises the T x S weights.
-            # No dropout on the attention weights: it forces torch's slow path on CPU (2.5x per step).
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+            if kv is not None:
+                k, v = kv.update(layer, positions, k, v)  # (B, nh, S, hs): the cached past plus this step
+            if need_weights:
+                y, weights = scaled_dot_product_attention(q, k, v, mask, causal)
+            else:
+                # Fused kernels (flash / memory-efficient on GPU); never materialises the T x S weights.
+                # No dropout on the attention weights: it forces torch's slow path on CPU (2.5x per step).
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         y = y.transpose(1, 2).reshape(B, T, C)  # concatenate the heads: (B, T, C)
         return self.resid_dropout(self.proj(y)), weights

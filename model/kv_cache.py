@@ -58,12 +58,16 @@ class CacheView:
     kv_len: int
     slots: Tensor  # (B,) the cache row of each batch row
 
-    def update(self, layer: int, positions: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write this step's keys/values at `positions` (B, T); return the visible past (B, nh, S, hs)."""
-        k_all, v_all = self.cache.k[layer], self.cache.v[layer]  # (max_batch, nh, S_max, hs)
+    def write(self, layer: int, positions: Tensor, k: Tensor, v: Tensor) -> None:
+        """Write this step's keys/values (B, nh, T, hs) at `positions` (B, T)."""
         slots = self.slots.unsqueeze(1).expand_as(positions)  # (B, T)
         # Advanced indices on dims 0 and 2 put (B, T) first: the values are (B, T, nh, hs).
-        k_all[slots, :, positions] = k.transpose(1, 2)
-        v_all[slots, :, positions] = v.transpose(1, 2)
+        self.cache.k[layer][slots, :, positions] = k.transpose(1, 2)
+        self.cache.v[layer][slots, :, positions] = v.transpose(1, 2)
+
+    def update(self, layer: int, positions: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write this step's keys/values; return the visible past (B, nh, S, hs)."""
+        self.write(layer, positions, k, v)
+        k_all, v_all = self.cache.k[layer], self.cache.v[layer]  # (max_batch, nh, S_max, hs)
         rows = self.rows if isinstance(self.rows, slice) else self.slots
         return k_all[rows, :, : self.kv_len], v_all[rows, :, : self.kv_len]
