@@ -182,7 +182,8 @@ class Engine:
             rows, logits = self._forward(batch)
             if not rows:
                 return [], batch
-            all_logits = torch.cat(logits) if len(logits) > 1 else logits[0]  # (B, V)
+            # fp32 once for sampling and log-probabilities (each would otherwise convert bf16 itself).
+            all_logits = (torch.cat(logits) if len(logits) > 1 else logits[0]).float()  # (B, V)
             params = [s.request.params for s in rows]
             seen = [self._seen(s) if s.request.params.repetition_penalty != 1.0 else None for s in rows]
             tokens = select_tokens(all_logits, params, [s.generator for s in rows], seen)

@@ -77,7 +77,7 @@ def select_tokens(logits: Tensor, params: list[SamplingParams], generators: list
     penalties = [p.repetition_penalty for p in params]
     if seen is not None and any(p != 1.0 for p in penalties):
         logits = apply_repetition_penalty(logits.clone(), seen, penalties)
-    tokens = logits.argmax(dim=-1)
+    tokens = logits.max(dim=-1).indices  # argmax (the first of equal maxima), which is slower on CPU
     sampled = [i for i, p in enumerate(params) if p.do_sample]
     if not sampled:
         return tokens
