@@ -60,6 +60,13 @@ LABEL org.opencontainers.image.title="attnserve" \
       org.opencontainers.image.version="0.1.0" \
       io.attnserve.variant="${VARIANT}"
 
+# libgomp1: numba's OpenMP threading layer for the CPU decode-attention kernel (torch bundles a
+# private copy; without it numba falls back to its slower workqueue threads).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
+
 # uid/gid 10001 is what deploy/k8s runs as (runAsUser/runAsGroup/fsGroup).
 RUN groupadd --gid 10001 attnserve \
  && useradd --uid 10001 --gid 10001 --home-dir /home/attnserve --create-home \
