@@ -91,7 +91,8 @@ if HAVE_NUMBA:
             return row
         return same
 
-    @numba.njit(parallel=True, fastmath=True)  # type: ignore[untyped-decorator]
+    # nogil: like torch's own kernels, let the event loop's thread run meanwhile (it streams tokens).
+    @numba.njit(parallel=True, fastmath=True, nogil=True)  # type: ignore[untyped-decorator]
     def _attend(q: Any, k: Any, v: Any, slots: Any, lengths: Any, scale: Any, out: Any) -> None:
         B, nh, hs = q.shape
         for b in range(B):  # compiled code reads without bounds checks
