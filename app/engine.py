@@ -2,7 +2,8 @@
 
 One generation step is `step(batch) -> (outputs, next_batch)`: prefill the newcomers'
 prompt chunks, decode one token for every running sequence, sample, detokenize, and
-check the stop conditions. Embeddings and attention maps run as padded batches.
+check the stop conditions. Prompt chunks are prefilled packed (no padding); embeddings
+and attention maps run as padded batches of similar lengths.
 Everything that goes in or comes out is plain Python.
 """
 
@@ -226,13 +227,13 @@ class Engine:
                 size = min(len(s.prompt) - s.cached_len, budget)
                 chunks.append((s, s.cached_len, size))
                 budget -= size
-        for group in length_buckets(chunks, lambda c: c[2]):
-            out = prefill(self.model, [s.prompt[start:start + n] for s, start, n in group], self.cache,
-                          start=[start for _, start, _ in group], slots=[s.slot for s, _, _ in group])
-            done = [i for i, (s, start, n) in enumerate(group) if start + n == len(s.prompt)]
+        if chunks:
+            out = prefill(self.model, [s.prompt[start:start + n] for s, start, n in chunks], self.cache,
+                          start=[start for _, start, _ in chunks], slots=[s.slot for s, _, _ in chunks])
+            done = [i for i, (s, start, n) in enumerate(chunks) if start + n == len(s.prompt)]
             if done:
                 logits.append(out[torch.tensor(done, device=self.device)])
-                rows += [group[i][0] for i in done]
+                rows += [chunks[i][0] for i in done]
         # Only now that every forward succeeded: a failed step (e.g. out of memory) leaves the
         # sequences as they were, so a retry recomputes exactly this step.
         for s in decoding:

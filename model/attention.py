@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import decode_attention
-from .kv_cache import CacheView
+from .kv_cache import CacheView, PackedView
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
@@ -34,6 +34,24 @@ def _causal_mask(T: int, S: int, device: torch.device) -> Tensor:
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
+def packed_attention(q: Tensor, kv: PackedView, layer: int) -> Tensor:
+    """Packed prompt chunks: each segment's queries against its own slot's past and itself, causally.
+
+    q: (1, nh, N, hs), the segments one after another; returns (1, nh, N, hs).
+    """
+    outputs, offset = [], 0
+    for seg in kv.segments:
+        k, v = kv.past(layer, seg)  # (1, nh, start + length, hs)
+        q_seg = q[:, :, offset:offset + seg.length]
+        if seg.start == 0:
+            outputs.append(F.scaled_dot_product_attention(q_seg, k, v, is_causal=True))
+        else:  # a later chunk: its queries are the last `length` of `start + length` positions
+            mask = _causal_mask(seg.length, seg.start + seg.length, q.device)
+            outputs.append(F.scaled_dot_product_attention(q_seg, k, v, attn_mask=mask))
+        offset += seg.length
+    return torch.cat(outputs, dim=2)
+
+
 class MultiHeadAttention(nn.Module):
     """Project to Q, K, V; split into heads; attend per head; concatenate; project back."""
 
@@ -45,12 +63,16 @@ class MultiHeadAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, positions: Tensor, mask: Tensor | None, causal: bool,
-                kv: CacheView | None, layer: int, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+                kv: CacheView | PackedView | None, layer: int,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
         # q, k, v: (B, nh, T, hs)
         weights = None
-        if kv is not None and T == 1 and not need_weights and decode_attention.supports(q, kv.cache.k):
+        if isinstance(kv, PackedView):  # prefill of packed prompt chunks (never asked for weights)
+            kv.write(layer, positions, k, v)
+            y = packed_attention(q, kv, layer)
+        elif kv is not None and T == 1 and not need_weights and decode_attention.supports(q, kv.cache.k):
             # Decode on CPU: each row's query against its own slot's keys, read in place.
             kv.write(layer, positions, k, v)
             y = decode_attention.decode_attention(q, kv.cache.k[layer], kv.cache.v[layer], kv.slots,

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from .attention import MultiHeadAttention
 from .config import ModelConfig
 from .feedforward import FeedForward
-from .kv_cache import CacheView
+from .kv_cache import CacheView, PackedView
 from .norm import LayerNorm
 
 
@@ -21,7 +21,7 @@ class Block(nn.Module):
         self.mlp = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias, cfg.dropout)
 
     def forward(self, x: Tensor, positions: Tensor, mask: Tensor | None, causal: bool,
-                kv: CacheView | None, layer: int, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+                kv: CacheView | PackedView | None, layer: int, need_weights: bool) -> tuple[Tensor, Tensor | None]:
         if self.pre_norm:  # GPT-2: x + f(LN(x))
             a, weights = self.attn(self.ln_1(x), positions, mask, causal, kv, layer, need_weights)
             x = x + a

@@ -4,7 +4,8 @@ Each running sequence owns one slot (a row of the cache); its keys and values ar
 stored at their absolute positions, so sequences of different lengths share a
 batch without left padding. A batch that is a contiguous range of slots reads the
 cache as a zero-copy slice (so the engine keeps its slots compact); any other set
-of slots is gathered.
+of slots is gathered. Prompts are prefilled packed: their tokens one after another
+in a single row, each segment attending to its own slot (no padding at all).
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ class KVCache:
         slots = (torch.arange(rows.start, rows.stop) if isinstance(rows, slice) else torch.tensor(rows))
         return CacheView(self, rows, kv_len, slots.to(self.k.device))
 
+    def packed(self, slots: Sequence[int], starts: Sequence[int], lengths: Sequence[int]) -> PackedView:
+        """Segments of several sequences packed into one row: segment i is `lengths[i]` tokens of
+        slot `slots[i]` from position `starts[i]`."""
+        segments = tuple(Segment(*s) for s in zip(slots, starts, lengths, strict=True))
+        for seg in segments:
+            if seg.length < 1 or seg.start < 0 or seg.start + seg.length > self.max_seq_len:
+                raise ValueError(f"segment {seg} does not fit the cache's {self.max_seq_len} positions")
+            if not 0 <= seg.slot < self.max_batch:
+                raise ValueError(f"slot {seg.slot} is not one of the cache's {self.max_batch}")
+        token_slots = torch.tensor([seg.slot for seg in segments for _ in range(seg.length)])
+        return PackedView(self, segments, token_slots.unsqueeze(0).to(self.k.device))
+
     def move_slot(self, src: int, dst: int, length: int) -> None:
         """Copy a sequence's first `length` positions to another slot (to keep slots compact)."""
         self.k[:, dst, :, :length] = self.k[:, src, :, :length]
@@ -71,3 +84,30 @@ class CacheView:
         k_all, v_all = self.cache.k[layer], self.cache.v[layer]  # (max_batch, nh, S_max, hs)
         rows = self.rows if isinstance(self.rows, slice) else self.slots
         return k_all[rows, :, : self.kv_len], v_all[rows, :, : self.kv_len]
+
+
+@dataclass(frozen=True)
+class Segment:
+    slot: int
+    start: int  # position of its first token
+    length: int
+
+
+@dataclass(frozen=True)
+class PackedView:
+    """Prompt chunks of several sequences as one row of tokens (1, N), N the sum of their lengths."""
+
+    cache: KVCache
+    segments: tuple[Segment, ...]
+    token_slots: Tensor  # (1, N) the cache row of each token
+
+    def write(self, layer: int, positions: Tensor, k: Tensor, v: Tensor) -> None:
+        """Write the keys/values (1, nh, N, hs) at `positions` (1, N), each token into its own slot."""
+        self.cache.k[layer][self.token_slots, :, positions] = k.transpose(1, 2)
+        self.cache.v[layer][self.token_slots, :, positions] = v.transpose(1, 2)
+
+    def past(self, layer: int, seg: Segment) -> tuple[Tensor, Tensor]:
+        """One segment's visible keys/values (1, nh, start + length, hs), read in place."""
+        end = seg.start + seg.length
+        return (self.cache.k[layer, seg.slot:seg.slot + 1, :, :end],
+                self.cache.v[layer, seg.slot:seg.slot + 1, :, :end])

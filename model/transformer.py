@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from .block import Block
 from .config import ModelConfig
 from .embedding import LearnedPositions, SinusoidalPositions, TokenEmbedding
-from .kv_cache import CacheView, KVCache
+from .kv_cache import CacheView, KVCache, PackedView
 from .norm import LayerNorm
 
 
@@ -42,13 +42,14 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.tok_emb.weight
 
     def forward(self, idx: Tensor, positions: Tensor | None = None, key_mask: Tensor | None = None,
-                cache: CacheView | None = None, need_weights: bool = False) -> TransformerOutput:
+                cache: CacheView | PackedView | None = None, need_weights: bool = False) -> TransformerOutput:
         """Run the blocks over token ids.
 
         idx: (B, T) token ids. positions: (B, T) absolute positions (default 0..T-1).
         key_mask: (B, T) True for real tokens of a right-padded batch (encoders need it;
         decoders mask by position). cache: where this step's keys/values go and which past
-        they attend to. need_weights: also return every layer's attention weights.
+        they attend to; a PackedView makes idx (1, N) several sequences' chunks one after
+        another, each attending only to its own. need_weights: also return every layer's attention weights.
         """
         B, T = idx.shape
         if positions is None:
@@ -62,6 +63,8 @@ class Transformer(nn.Module):
         if self.emb_norm is not None:
             x = self.emb_norm(x)
         x = self.drop(x)
+        if isinstance(cache, PackedView) and (need_weights or key_mask is not None):
+            raise ValueError("packed prefill takes no key_mask and returns no attention weights")
         mask, causal = self._mask(positions, key_mask, cache)
         attentions: list[Tensor] | None = [] if need_weights else None
         for layer, block in enumerate(self.blocks):
@@ -73,8 +76,10 @@ class Transformer(nn.Module):
         return TransformerOutput(x, attentions)
 
     def _mask(self, positions: Tensor, key_mask: Tensor | None,
-              cache: CacheView | None) -> tuple[Tensor | None, bool]:
+              cache: CacheView | PackedView | None) -> tuple[Tensor | None, bool]:
         """A bool mask (B, 1, T, S), True where query may attend key; or the plain causal flag."""
+        if isinstance(cache, PackedView):
+            return None, False  # each segment's attention is causal on its own
         if self.cfg.causal and cache is None and key_mask is None:
             return None, True  # training and unpadded prompts: let the kernel build the triangle
         mask: Tensor | None = None

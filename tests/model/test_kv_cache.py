@@ -212,9 +212,8 @@ def test_a_sequence_can_join_a_running_batch() -> None:
 
 
 def test_chunked_prefill_next_to_a_longer_chunk() -> None:
-    # One row finishes its prompt with a short late chunk while a newcomer prefills a long one:
-    # the batch is padded to the long chunk, and the short row's padding must neither run past
-    # the cache (or the position table) nor disturb its keys.
+    # One row finishes its prompt with a short late chunk while a newcomer prefills a long one,
+    # packed together: neither may write past its own end nor see the other's keys.
     cfg = TINY.replace(max_seq_len=32)
     model = make_model(cfg)
     a = random_ids(28, cfg.vocab_size, 60)
@@ -234,7 +233,7 @@ def test_chunked_prefill_next_to_a_longer_chunk() -> None:
     torch.testing.assert_close(nxt[1], full_logits(model, [*b, 2])[-1], atol=1e-5, rtol=0)
 
 
-def test_prompt_that_fills_the_cache_in_a_padded_batch() -> None:
+def test_prompt_that_fills_the_cache_in_a_packed_batch() -> None:
     cfg = TINY.replace(max_seq_len=16)
     model = make_model(cfg)
     full, short = random_ids(16, cfg.vocab_size, 62), random_ids(5, cfg.vocab_size, 63)
@@ -244,6 +243,26 @@ def test_prompt_that_fills_the_cache_in_a_padded_batch() -> None:
         logits = prefill(model, [full[4:], short[:1]], cache, start=[4, 5])
     torch.testing.assert_close(logits[0], full_logits(model, full)[-1], atol=1e-5, rtol=0)
     torch.testing.assert_close(logits[1], full_logits(model, [*short, short[0]])[-1], atol=1e-5, rtol=0)
+
+
+def test_prefill_packs_prompts_without_padding() -> None:
+    # The model runs exactly the prompts' tokens, one row: no FLOPs spent on padding.
+    model = make_model()
+    prompts = [random_ids(n, TINY.vocab_size, 80 + n) for n in (2, 11, 5)]
+    seen: list[tuple[int, ...]] = []
+    model.tok_emb.register_forward_hook(lambda _m, args, _out: seen.append(tuple(args[0].shape)))
+    with torch.no_grad():
+        logits = prefill(model, prompts, model.new_cache(3, 16))
+    assert seen == [(1, 18)]
+    for row, prompt in enumerate(prompts):
+        torch.testing.assert_close(logits[row], full_logits(model, prompt)[-1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("slot", "start", "match"), [(2, 0, "slot 2"), (0, 14, "does not fit")])
+def test_prefill_rejects_segments_outside_the_cache(slot: int, start: int, match: str) -> None:
+    model = make_model()
+    with pytest.raises(ValueError, match=match):
+        prefill(model, [[1, 2, 3]], model.new_cache(2, 16), start=[start], slots=[slot])
 
 
 def test_prefill_rejects_an_empty_prompt() -> None:
