@@ -20,8 +20,9 @@ class FeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, activation: Activation, bias: bool = True,
                  dropout: float = 0.0) -> None:
         super().__init__()
-        self.fc_in = nn.Linear(d_model, d_ff, bias=bias)
+        self.fc_in: nn.Module = nn.Linear(d_model, d_ff, bias=bias)  # model.cpu may fuse the activation into it
         self.fc_out = nn.Linear(d_ff, d_model, bias=bias)
+        self.activation = activation
         self.act = ACTIVATIONS[activation]
         self.dropout = nn.Dropout(dropout)
 

@@ -37,17 +37,20 @@ def test_auto_dtype_on_cuda_is_half_precision() -> None:
     assert resolve_dtype(None, torch.device("cuda")) in (torch.bfloat16, torch.float16)
 
 
-def test_prepacked_linears_give_the_same_outputs() -> None:
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+def test_prepacked_linears_give_the_same_outputs(activation: str) -> None:
     from model import PRESETS, Transformer
     from model.cpu import can_prepack, prepack_linears
 
     torch.manual_seed(0)
-    model = Transformer(PRESETS["tiny"].replace(d_model=512, d_ff=512, n_heads=8)).eval()
+    cfg = PRESETS["tiny"].replace(d_model=512, d_ff=512, n_heads=8, activation=activation)
+    model = Transformer(cfg).eval()
     x = torch.randint(0, 512, (2, 9))
     with torch.inference_mode():
         before = model.logits(model(x).hidden)
         assert can_prepack(model)
         prepack_linears(model)
         assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+        assert model.blocks[0].mlp.fc_in.attr != "none"  # the activation runs inside the matmul
         after = model.logits(model(x).hidden)
     assert torch.allclose(before, after, atol=1e-5)
