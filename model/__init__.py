@@ -9,7 +9,7 @@ Public API:
     SamplingParams, select_tokens, token_logprobs, top_logprobs, make_generator
     Tokenizer, IncrementalDecoder, Encoding
     load_checkpoint, save_checkpoint, LoadedModel, CheckpointError, DEFAULT_MODEL_DIR
-    pool                          sentence embeddings from token states
+    pool, embed                   sentence embeddings from token states; a packed batch of inputs
     resolve_device, resolve_dtype
 
 Shape glossary: B batch, T query tokens this step, S key positions (cached past + this step),
@@ -22,7 +22,7 @@ from .device import dtype_name, resolve_device, resolve_dtype
 from .generate import decode, find_stop, generate, prefill
 from .hf import CheckpointError
 from .kv_cache import KVCache
-from .pooling import pool
+from .pooling import embed, pool
 from .sampling import SamplingParams, make_generator, select_tokens, token_logprobs, top_logprobs
 from .tokenizer import Encoding, IncrementalDecoder, Tokenizer
 from .transformer import Transformer, TransformerOutput
@@ -30,6 +30,6 @@ from .transformer import Transformer, TransformerOutput
 __all__ = [
     "DEFAULT_MODEL_DIR", "PRESETS", "CheckpointError", "Encoding", "IncrementalDecoder", "KVCache",
     "LoadedModel", "ModelConfig", "SamplingParams", "Tokenizer", "Transformer", "TransformerOutput",
-    "decode", "dtype_name", "find_stop", "generate", "load_checkpoint", "make_generator", "pool", "prefill",
+    "decode", "dtype_name", "embed", "find_stop", "generate", "load_checkpoint", "make_generator", "pool", "prefill",
     "resolve_device", "resolve_dtype", "save_checkpoint", "select_tokens", "token_logprobs", "top_logprobs",
 ]

@@ -34,20 +34,21 @@ def _causal_mask(T: int, S: int, device: torch.device) -> Tensor:
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
-def packed_attention(q: Tensor, kv: PackedView, layer: int) -> Tensor:
-    """Packed prompt chunks: each segment's queries against its own slot's past and itself, causally.
+def packed_attention(q: Tensor, k: Tensor, v: Tensor, packed: PackedView, layer: int, causal: bool) -> Tensor:
+    """Each packed segment's queries against its own keys only (and its cached past, with a cache).
 
-    q: (1, nh, N, hs), the segments one after another; returns (1, nh, N, hs).
+    q, k, v: (1, nh, N, hs), the segments one after another; returns (1, nh, N, hs).
     """
     outputs, offset = [], 0
-    for seg in kv.segments:
-        k, v = kv.past(layer, seg)  # (1, nh, start + length, hs)
-        q_seg = q[:, :, offset:offset + seg.length]
-        if seg.start == 0:
-            outputs.append(F.scaled_dot_product_attention(q_seg, k, v, is_causal=True))
+    for seg in packed.segments:
+        part = slice(offset, offset + seg.length)
+        k_seg, v_seg = (k[:, :, part], v[:, :, part]) if packed.cache is None else packed.past(layer, seg)
+        q_seg = q[:, :, part]
+        if not causal or seg.start == 0:
+            outputs.append(F.scaled_dot_product_attention(q_seg, k_seg, v_seg, is_causal=causal))
         else:  # a later chunk: its queries are the last `length` of `start + length` positions
             mask = _causal_mask(seg.length, seg.start + seg.length, q.device)
-            outputs.append(F.scaled_dot_product_attention(q_seg, k, v, attn_mask=mask))
+            outputs.append(F.scaled_dot_product_attention(q_seg, k_seg, v_seg, attn_mask=mask))
         offset += seg.length
     return torch.cat(outputs, dim=2)
 
@@ -69,9 +70,10 @@ class MultiHeadAttention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
         # q, k, v: (B, nh, T, hs)
         weights = None
-        if isinstance(kv, PackedView):  # prefill of packed prompt chunks (never asked for weights)
-            kv.write(layer, positions, k, v)
-            y = packed_attention(q, kv, layer)
+        if isinstance(kv, PackedView):  # packed sequences (never asked for weights)
+            if kv.cache is not None:
+                kv.write(layer, positions, k, v)
+            y = packed_attention(q, k, v, kv, layer, causal)
         elif kv is not None and T == 1 and not need_weights and decode_attention.supports(q, kv.cache.k):
             # Decode on CPU: each row's query against its own slot's keys, read in place.
             kv.write(layer, positions, k, v)

@@ -46,14 +46,14 @@ class KVCache:
     def packed(self, slots: Sequence[int], starts: Sequence[int], lengths: Sequence[int]) -> PackedView:
         """Segments of several sequences packed into one row: segment i is `lengths[i]` tokens of
         slot `slots[i]` from position `starts[i]`."""
-        segments = tuple(Segment(*s) for s in zip(slots, starts, lengths, strict=True))
+        segments = tuple(Segment(n, slot, start) for slot, start, n in zip(slots, starts, lengths, strict=True))
         for seg in segments:
             if seg.length < 1 or seg.start < 0 or seg.start + seg.length > self.max_seq_len:
                 raise ValueError(f"segment {seg} does not fit the cache's {self.max_seq_len} positions")
             if not 0 <= seg.slot < self.max_batch:
                 raise ValueError(f"slot {seg.slot} is not one of the cache's {self.max_batch}")
         token_slots = torch.tensor([seg.slot for seg in segments for _ in range(seg.length)])
-        return PackedView(self, segments, token_slots.unsqueeze(0).to(self.k.device))
+        return PackedView(segments, self, token_slots.unsqueeze(0).to(self.k.device))
 
     def move_slot(self, src: int, dst: int, length: int) -> None:
         """Copy a sequence's first `length` positions to another slot (to keep slots compact)."""
@@ -88,26 +88,35 @@ class CacheView:
 
 @dataclass(frozen=True)
 class Segment:
-    slot: int
-    start: int  # position of its first token
     length: int
+    slot: int = 0  # with a cache: the cache row it continues
+    start: int = 0  # with a cache: the position of its first token (the slot's cached length)
 
 
 @dataclass(frozen=True)
 class PackedView:
-    """Prompt chunks of several sequences as one row of tokens (1, N), N the sum of their lengths."""
+    """Several sequences one after another in one row of tokens (1, N), N the sum of their lengths,
+    each attending only to itself. With a cache (prefill), each segment's keys and values go into
+    its slot after that slot's cached past, which it attends to as well."""
 
-    cache: KVCache
     segments: tuple[Segment, ...]
-    token_slots: Tensor  # (1, N) the cache row of each token
+    cache: KVCache | None = None
+    token_slots: Tensor | None = None  # (1, N) with a cache: each token's slot
+
+    @staticmethod
+    def of(lengths: Sequence[int]) -> PackedView:
+        """Whole sequences, no cache (an encoder's batch)."""
+        return PackedView(tuple(Segment(n) for n in lengths))
 
     def write(self, layer: int, positions: Tensor, k: Tensor, v: Tensor) -> None:
         """Write the keys/values (1, nh, N, hs) at `positions` (1, N), each token into its own slot."""
+        assert self.cache is not None and self.token_slots is not None
         self.cache.k[layer][self.token_slots, :, positions] = k.transpose(1, 2)
         self.cache.v[layer][self.token_slots, :, positions] = v.transpose(1, 2)
 
     def past(self, layer: int, seg: Segment) -> tuple[Tensor, Tensor]:
         """One segment's visible keys/values (1, nh, start + length, hs), read in place."""
+        assert self.cache is not None
         end = seg.start + seg.length
         return (self.cache.k[layer, seg.slot:seg.slot + 1, :, :end],
                 self.cache.v[layer, seg.slot:seg.slot + 1, :, :end])

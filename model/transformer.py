@@ -48,8 +48,9 @@ class Transformer(nn.Module):
         idx: (B, T) token ids. positions: (B, T) absolute positions (default 0..T-1).
         key_mask: (B, T) True for real tokens of a right-padded batch (encoders need it;
         decoders mask by position). cache: where this step's keys/values go and which past
-        they attend to; a PackedView makes idx (1, N) several sequences' chunks one after
-        another, each attending only to its own. need_weights: also return every layer's attention weights.
+        they attend to. A PackedView makes idx (1, N) several sequences (or prompt chunks) one
+        after another, each attending only to itself (no padding). need_weights: also return every
+        layer's attention weights.
         """
         B, T = idx.shape
         if positions is None:
@@ -64,7 +65,7 @@ class Transformer(nn.Module):
             x = self.emb_norm(x)
         x = self.drop(x)
         if isinstance(cache, PackedView) and (need_weights or key_mask is not None):
-            raise ValueError("packed prefill takes no key_mask and returns no attention weights")
+            raise ValueError("a packed batch takes no key_mask and returns no attention weights")
         mask, causal = self._mask(positions, key_mask, cache)
         attentions: list[Tensor] | None = [] if need_weights else None
         for layer, block in enumerate(self.blocks):
@@ -79,7 +80,7 @@ class Transformer(nn.Module):
               cache: CacheView | PackedView | None) -> tuple[Tensor | None, bool]:
         """A bool mask (B, 1, T, S), True where query may attend key; or the plain causal flag."""
         if isinstance(cache, PackedView):
-            return None, False  # each segment's attention is causal on its own
+            return None, self.cfg.causal  # each segment attends to itself alone
         if self.cfg.causal and cache is None and key_mask is None:
             return None, True  # training and unpadded prompts: let the kernel build the triangle
         mask: Tensor | None = None

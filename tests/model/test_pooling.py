@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import pool
+from model import embed, pool
+
+from .helpers import TINY, make_model, random_ids
 
 HIDDEN = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0)) * 2
 MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
@@ -36,3 +38,24 @@ def test_bool_mask_and_half_precision() -> None:
     out = pool(HIDDEN.bfloat16(), MASK.bool(), "mean", True)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(3))
+
+
+@pytest.mark.parametrize("method", ["mean", "cls", "max", "last"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_packed_embed_equals_each_input_alone(method: str, causal: bool) -> None:
+    # Packed into one row, every input must see only its own tokens: the same vector as alone.
+    cfg = TINY.replace(causal=causal, pooling=method, pos_encoding="learned", norm_position="post",
+                       tie_embeddings=False)
+    model = make_model(cfg)
+    inputs = [random_ids(n, cfg.vocab_size, 90 + n) for n in (7, 1, 12, 3)]
+    with torch.no_grad():
+        packed = embed(model, inputs)
+        for row, ids in enumerate(inputs):
+            alone = model(torch.tensor([ids])).hidden
+            expected = pool(alone, torch.ones(1, len(ids)), method, normalize=False)  # type: ignore[arg-type]
+            torch.testing.assert_close(packed[row], expected[0], atol=1e-5, rtol=0)
+
+
+def test_embed_rejects_an_empty_input() -> None:
+    with pytest.raises(ValueError, match="at least one token"):
+        embed(make_model(), [[1, 2], []])
