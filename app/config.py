@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     max_queued_tokens: int = Field(131072, ge=1, description="prompt + max_new tokens of waiting requests")
 
     # Dynamic batching (/embed, /attention)
-    embed_max_batch_size: int = Field(32, ge=1)
+    embed_max_batch_size: int = Field(64, ge=1, description="inputs per /embed or /attention forward")
     embed_max_batch_tokens: int = Field(16384, ge=16)
     embed_max_wait_ms: float = Field(2.0, ge=0)
     max_client_batch_size: int = Field(64, ge=1, description="inputs per /embed call")

@@ -65,7 +65,7 @@ class Limits:
     max_batch_prefill_tokens: int = 1024
     max_queue_size: int = 128
     max_queued_tokens: int = 131072
-    embed_max_batch_size: int = 32
+    embed_max_batch_size: int = 64
     embed_max_batch_tokens: int = 16384
     embed_max_wait_s: float = 0.002
     stall_timeout_s: float = 60.0
@@ -235,8 +235,8 @@ class Scheduler:
         return taken
 
     def _run_jobs(self, jobs: list[Job]) -> None:
-        """All inputs of these jobs, shortest first, in parts of at most embed_max_batch_size (so
-        inputs of similar lengths share a padded forward)."""
+        """All inputs of these jobs, shortest first (similar lengths share /attention's padded
+        forward), in parts of at most embed_max_batch_size."""
         flat = [(j, i, ids) for j, job in enumerate(jobs) for i, ids in enumerate(job.inputs)]
         flat.sort(key=lambda item: len(item[2]))
         results: list[list[Any]] = [[None] * len(job.inputs) for job in jobs]
