@@ -52,6 +52,8 @@ class Transformer(nn.Module):
         after another, each attending only to itself (no padding). need_weights: also return every
         layer's attention weights.
         """
+        if isinstance(cache, PackedView) and (need_weights or key_mask is not None):
+            raise ValueError("a packed batch takes no key_mask and returns no attention weights")
         B, T = idx.shape
         if positions is None:
             positions = torch.arange(T, device=idx.device).expand(B, T)
@@ -64,8 +66,6 @@ class Transformer(nn.Module):
         if self.emb_norm is not None:
             x = self.emb_norm(x)
         x = self.drop(x)
-        if isinstance(cache, PackedView) and (need_weights or key_mask is not None):
-            raise ValueError("a packed batch takes no key_mask and returns no attention weights")
         mask, causal = self._mask(positions, key_mask, cache)
         attentions: list[Tensor] | None = [] if need_weights else None
         for layer, block in enumerate(self.blocks):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from model import embed, pool
+from model.kv_cache import PackedView
 
 from .helpers import TINY, make_model, random_ids
 
@@ -59,3 +60,12 @@ def test_packed_embed_equals_each_input_alone(method: str, causal: bool) -> None
 def test_embed_rejects_an_empty_input() -> None:
     with pytest.raises(ValueError, match="at least one token"):
         embed(make_model(), [[1, 2], []])
+
+
+def test_a_packed_batch_refuses_a_key_mask_or_attention_weights() -> None:
+    model = make_model(TINY.replace(causal=False))
+    idx = torch.tensor([[1, 2, 3]])
+    with pytest.raises(ValueError, match="packed batch"):
+        model(idx, cache=PackedView.of([1, 2]), need_weights=True)
+    with pytest.raises(ValueError, match="packed batch"):
+        model(idx, key_mask=torch.ones(1, 3, dtype=torch.bool), cache=PackedView.of([1, 2]))
