@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -48,6 +49,53 @@ def build_tiny_model(folder: Path, seed: int = 0, **overrides: Any) -> Path:
         model.tok_emb.weight.mul_(20)
     save_checkpoint(model, Tokenizer(backend, eos_token_id=eos), folder / "model")
     return folder / "model"
+
+
+def build_sentence_bert(folder: Path, hidden: int = 64, intermediate: int = 128, normalize: bool = True,
+                        std: float | None = None) -> Path:
+    """A random BertModel saved as a sentence-transformers folder (mean pooling, optionally Normalize).
+
+    std: re-draw the weights N(0, std) (tests/model/helpers.randomize_) instead of BERT's init.
+    """
+    import transformers
+    from tokenizers import BertWordPieceTokenizer
+
+    from ..model.helpers import randomize_
+
+    (folder / "corpus.txt").write_text(ZEN * 3)
+    tok = BertWordPieceTokenizer(lowercase=True)
+    tok.train([str(folder / "corpus.txt")], vocab_size=300)
+    tok.save(str(folder / "tokenizer.json"))
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=intermediate, max_position_embeddings=128)
+    bert = transformers.BertModel(cfg, add_pooling_layer=False)
+    if std is not None:
+        randomize_(bert, seed=1, std=std)
+    bert.save_pretrained(folder)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": hidden, "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}))
+    return folder
+
+
+def hf_mean_pooled(folder: Path, texts: list[str]) -> torch.Tensor:
+    """transformers' BertModel on a sentence-transformers folder, mean-pooled over real tokens (B, C)."""
+    import transformers
+
+    hf = transformers.BertModel.from_pretrained(folder).eval()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="[PAD]")
+    batch = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = hf(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    pooled: torch.Tensor = (hidden * mask).sum(1) / mask.sum(1)
+    return pooled
 
 
 @pytest.fixture(scope="session")

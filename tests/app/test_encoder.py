@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from tokenizers import BertWordPieceTokenizer
 
 from app.main import create_app
 
-from .conftest import ZEN, make_settings
+from .conftest import build_sentence_bert, hf_mean_pooled, make_settings
 
 transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("bert")
-    (folder / "corpus.txt").write_text(ZEN * 3)
-    tok = BertWordPieceTokenizer(lowercase=True)
-    tok.train([str(folder / "corpus.txt")], vocab_size=300)
-    tok.save(str(folder / "tokenizer.json"))
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=128, max_position_embeddings=128)
-    transformers.BertModel(cfg, add_pooling_layer=False).save_pretrained(folder)
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 64, "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}))
-    return folder
+    return build_sentence_bert(tmp_path_factory.mktemp("bert"))
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +30,7 @@ def bert_client(bert_dir: Path) -> Iterator[TestClient]:
 def test_embed_matches_transformers_mean_pooling(bert_client: TestClient, bert_dir: Path) -> None:
     texts = ["Beautiful is better than ugly.", "Flat is better"]
     got = torch.tensor(bert_client.post("/embed", json={"inputs": texts}).json())
-    hf = transformers.BertModel.from_pretrained(bert_dir).eval()
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(bert_dir / "tokenizer.json"), pad_token="[PAD]")
-    batch = tok(texts, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        hidden = hf(**batch).last_hidden_state
-    mask = batch["attention_mask"].unsqueeze(-1).float()
-    expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    expected = torch.nn.functional.normalize(hf_mean_pooled(bert_dir, texts), dim=-1)
     assert torch.allclose(got, expected, atol=1e-4)
 
 

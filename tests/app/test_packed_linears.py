@@ -7,14 +7,12 @@ GELU for BERT), packed prefill and packed /embed, against transformers on the sa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from tokenizers import BertWordPieceTokenizer
 
 from app.main import create_app
 from model import Tokenizer
@@ -22,7 +20,7 @@ from model.cpu import MIN_PACKED_DIM, PackedLinear
 from model.tokenizer import train_bpe
 
 from ..model.helpers import randomize_
-from .conftest import CORPUS, ZEN, make_settings
+from .conftest import CORPUS, build_sentence_bert, hf_mean_pooled, make_settings
 
 transformers = pytest.importorskip("transformers")
 WIDE = MIN_PACKED_DIM
@@ -72,31 +70,11 @@ def test_greedy_generation_matches_transformers(gpt2_client: TestClient, gpt2: t
 
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("bert-wide")
-    (folder / "corpus.txt").write_text(ZEN * 3)
-    tok = BertWordPieceTokenizer(lowercase=True)
-    tok.train([str(folder / "corpus.txt")], vocab_size=300)
-    tok.save(str(folder / "tokenizer.json"))
-    config = transformers.BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=WIDE, num_hidden_layers=2,
-                                     num_attention_heads=4, intermediate_size=2 * WIDE, max_position_embeddings=128)
-    randomize_(transformers.BertModel(config, add_pooling_layer=False), seed=1, std=0.05).save_pretrained(folder)
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": WIDE, "pooling_mode_mean_tokens": True}))
-    return folder
+    return build_sentence_bert(tmp_path_factory.mktemp("bert-wide"), WIDE, 2 * WIDE, normalize=False, std=0.05)
 
 
 def test_packed_embed_matches_transformers(bert: Path) -> None:
     for client in _served(bert):
         got = torch.tensor(client.post("/embed", json={"inputs": PROMPTS, "normalize": False}).json())
-        hf = transformers.BertModel.from_pretrained(bert).eval()
-        tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(bert / "tokenizer.json"), pad_token="[PAD]")
-        batch = tok(PROMPTS, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            hidden = hf(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        expected = (hidden * mask).sum(1) / mask.sum(1)
+        expected = hf_mean_pooled(bert, PROMPTS)
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
